@@ -1,0 +1,165 @@
+"""The ``ner-adapters`` command: dataset statistics, episode sampling and span-level evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .data.schema import DataFormatError
+
+
+def _cmd_data_list(args: argparse.Namespace) -> int:
+    from .data.registry import REGISTRY, dataset_folder
+
+    for name, spec in sorted(REGISTRY.items()):
+        try:
+            where = str(dataset_folder(name, args.data_dir))
+        except FileNotFoundError:
+            where = "(not found)"
+        configs = f" {spec.config_kind}s: {', '.join(spec.configs)}" if spec.configs else ""
+        print(f"{name:15} {spec.language}  {spec.domain}; types: {', '.join(spec.types)}; splits: "
+              f"{', '.join(spec.splits)};{configs}\n{'':15} licence: {spec.licence}; files: {where}")
+    return 0
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from .data.registry import get_spec, load_sentences
+    from .data.stats import dataset_stats
+
+    spec = get_spec(args.name)
+    splits = [args.split] if args.split else list(spec.splits)
+    report = {split: dataset_stats(load_sentences(args.name, args.config, split=split, data_dir=args.data_dir))
+              for split in splits}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for split, stats in report.items():
+        title = f"{args.name}{'/' + args.config if args.config else ''} [{split}]"
+        print(f"{title}: {stats['sentences']} sentences, {stats['tokens']} tokens, {stats['entities']} entities")
+        for entity_type in spec.types:
+            print(f"  {entity_type:20} {stats['per_type'].get(entity_type, 0):7d}")
+        for domain, count in stats["domains"].items():
+            print(f"  {spec.config_kind} {domain:15} {count:7d} sentences")
+    return 0
+
+
+def _cmd_episodes(args: argparse.Namespace) -> int:
+    from .episodes import sample_episodes, save_episodes
+
+    episodes = sample_episodes(
+        args.name, target=args.target, n_way=args.n_way, k_shot=args.k_shot, n_episodes=args.n_episodes,
+        seed=args.seed, query_size=args.query_size, query_k_shot=args.query_k_shot, source_config=args.config,
+        target_config=args.target_config, data_dir=args.data_dir,
+    )
+    save_episodes(episodes, args.out)
+    for episode in episodes:
+        counts = ", ".join(f"{t}={n}" for t, n in episode.type_counts("support").items())
+        print(f"{episode.id}: {len(episode.support)} support sentences ({counts}); {len(episode.query)} query sentences")
+    print(f"wrote {len(episodes)} episode(s) to {args.out}")
+    return 0
+
+
+def read_span_jsonl(path: str | Path) -> dict[str, list[dict]]:
+    """``{id: spans}`` from JSONL lines ``{"id": ..., "spans": [{"type", "start", "end"}]}``.
+
+    ``entities`` with transformers pipeline keys (``entity_group``, ``start``, ``end``) are read too; a
+    line without ``id`` is keyed by its line number.
+    """
+    path = Path(path)
+    rows: dict[str, list[dict]] = {}
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(f"invalid JSON ({err.msg})", path, number) from None
+            spans = row.get("spans", row.get("entities")) if isinstance(row, dict) else None
+            if not isinstance(spans, list):
+                raise DataFormatError("expected an object with a 'spans' (or 'entities') list", path, number)
+            for span in spans:
+                if not isinstance(span, dict) or "start" not in span or "end" not in span or not (
+                    "type" in span or "entity_group" in span
+                ):
+                    raise DataFormatError(f"span {span!r} needs 'type' (or 'entity_group'), 'start' and 'end'", path, number)
+            key = str(row.get("id", number))
+            if key in rows:
+                raise DataFormatError(f"duplicate id {key!r}", path, number)
+            rows[key] = spans
+    return rows
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .metrics import span_scores
+
+    gold = read_span_jsonl(args.gold)
+    pred = read_span_jsonl(args.pred)
+    unknown = sorted(set(pred) - set(gold))
+    if unknown:
+        raise DataFormatError(f"{len(unknown)} predicted id(s) are not in the gold file, e.g. {unknown[:3]}", args.pred)
+    missing = [key for key in gold if key not in pred]
+    if missing:
+        print(f"warning: {len(missing)} gold sentence(s) have no prediction line; scored as predicting nothing",
+              file=sys.stderr)
+    keys = list(gold)
+    scores = span_scores([gold[k] for k in keys], [pred.get(k, []) for k in keys], types=args.types)
+    if args.json:
+        print(json.dumps(scores.to_dict(), indent=2))
+    else:
+        print(scores.table())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ner-adapters", description=__doc__)
+    parser.add_argument("--data-dir", help="folder holding the dataset folders (default: $NER_ADAPTERS_DATA_DIR, "
+                        "../shared/datasets, then the bundled data)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="registered datasets").add_subparsers(dest="data_command", required=True)
+    data.add_parser("list", help="list the registered datasets").set_defaults(func=_cmd_data_list)
+    stats = data.add_parser("stats", help="sentences, tokens and entities per type")
+    stats.add_argument("name")
+    stats.add_argument("--config", help="genre / domain / fold")
+    stats.add_argument("--split")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=_cmd_data_stats)
+
+    episodes = commands.add_parser("episodes", help="sample N-way K-shot episodes to JSONL")
+    episodes.add_argument("name", help="source dataset (support set)")
+    episodes.add_argument("--target", help="target dataset for INTER episodes (default: INTRA on NAME)")
+    episodes.add_argument("--config")
+    episodes.add_argument("--target-config")
+    episodes.add_argument("--n-way", type=int, help="number of types (default: all)")
+    episodes.add_argument("--k-shot", type=int, default=5)
+    episodes.add_argument("--n-episodes", type=int, default=1)
+    episodes.add_argument("--seed", type=int, default=0)
+    episodes.add_argument("--query-size", type=int, help="random query sentences (default: the whole test split)")
+    episodes.add_argument("--query-k-shot", type=int, help="sample the query greedily with this K instead")
+    episodes.add_argument("--out", required=True)
+    episodes.set_defaults(func=_cmd_episodes)
+
+    evaluate = commands.add_parser("evaluate", help="span-level P/R/F1 of predicted against gold JSONL spans")
+    evaluate.add_argument("--gold", required=True)
+    evaluate.add_argument("--pred", required=True)
+    evaluate.add_argument("--types", nargs="+", help="score only these types")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataFormatError, FileNotFoundError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"ner-adapters: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Token-classification datasets from the Hub (``wnut_17``, ``conll2003``...) mapped to the project schema.
+
+Hub NER datasets store ``tokens`` and integer ``ner_tags`` with a ``ClassLabel`` feature; this turns
+them into the same ``tokens`` / ``ner_tags`` / ``spans`` rows the local readers produce, so every
+trainer and metric takes either.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+
+from ..spans import split_tag, tags_to_spans
+from .schema import DataFormatError, Sentence, sentences_to_dataset
+
+
+def from_token_classification(
+    dataset: Dataset,
+    *,
+    tokens_column: str = "tokens",
+    tags_column: str = "ner_tags",
+    label_list: Sequence[str] | None = None,
+    scheme: str = "IOB2",
+    domain_column: str | None = None,
+    document_column: str | None = None,
+) -> Dataset:
+    """Map a ``tokens`` + ``ner_tags`` dataset (integer ``ClassLabel`` or string tags) to the project schema."""
+    for column in (tokens_column, tags_column):
+        if column not in dataset.column_names:
+            raise DataFormatError(f"column {column!r} not found; the dataset has {dataset.column_names}")
+    feature = dataset.features[tags_column]
+    inner = getattr(feature, "feature", None)
+    if label_list is None and isinstance(inner, ClassLabel):
+        label_list = inner.names
+    types: list[str] = []
+    sentences = []
+    for index, row in enumerate(dataset):
+        tags = row[tags_column]
+        if tags and not isinstance(tags[0], str):
+            if label_list is None:
+                raise DataFormatError(f"{tags_column!r} holds integers but no label names; pass label_list=")
+            tags = [label_list[t] for t in tags]
+        try:
+            spans = tags_to_spans(tags, scheme)
+        except ValueError as err:
+            raise DataFormatError(f"row {index}, field {tags_column!r}: {err}") from None
+        types += [s.type for s in spans if s.type not in types]
+        sentences.append(
+            Sentence(
+                list(row[tokens_column]),
+                spans,
+                id=str(row.get("id", index)),
+                domain=row.get(domain_column) if domain_column else None,
+                document_id=row.get(document_column) if document_column else None,
+            )
+        )
+    if label_list is not None:  # keep the source's type order, including types absent from this split
+        ordered = []
+        for label in label_list:
+            _, entity_type = split_tag(label, scheme)
+            if entity_type is not None and entity_type not in ordered:
+                ordered.append(entity_type)
+        types = ordered + [t for t in types if t not in ordered]
+    return sentences_to_dataset(sentences, types)
+
+
+def load_hub_dataset(name: str, config: str | None = None, *, split: str | None = None, **options) -> Dataset | DatasetDict:
+    """``datasets.load_dataset(name, config)`` mapped with :func:`from_token_classification` (needs the Hub)."""
+    loaded = load_dataset(name, config, split=split)
+    if isinstance(loaded, DatasetDict):
+        return DatasetDict({key: from_token_classification(value, **options) for key, value in loaded.items()})
+    return from_token_classification(loaded, **options)

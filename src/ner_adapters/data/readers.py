@@ -1,0 +1,369 @@
+"""Readers for the file formats NER data comes in, each returning :class:`Sentence` lists.
+
+Formats: token-per-line CoNLL (any number of columns, tab or space separated, any IOB scheme),
+CoNLL-U with GUM's nested ``Entity=`` mentions, UNER ``.iob2`` and Presidio's character-span JSON.
+Errors name the file and line; repaired tags warn with the file and line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Iterator, Literal
+
+from ..spans import (
+    Span,
+    TagError,
+    TagRepairWarning,
+    canonical_scheme,
+    char_span_to_tokens,
+    flatten_outermost,
+    tags_to_spans,
+)
+from .schema import DataFormatError, Sentence
+
+Mode = Literal["repair", "strict", "drop"]
+
+
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """A whole text file (``.gz`` too), with a decoding error turned into a file:line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError("no such file", path)
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataFormatError(
+            f"cannot decode byte {raw[err.start]:#04x} as {encoding} ({err.reason}); "
+            "pass encoding=... if the file is not UTF-8",
+            path,
+            line,
+        ) from None
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise DataFormatError("file is empty", path)
+    return text
+
+
+def _blocks(text: str, comment_prefix: str | None) -> Iterator[tuple[list[tuple[int, str]], list[str]]]:
+    """Blank-line separated blocks as ``(numbered data lines, comment lines)``."""
+    lines: list[tuple[int, str]] = []
+    comments: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            if lines:
+                yield lines, comments
+            lines, comments = [], []
+            continue
+        if comment_prefix and line.startswith(comment_prefix):
+            if lines:  # a comment after data starts a new sentence
+                yield lines, comments
+                lines, comments = [], []
+            comments.append(line)
+            continue
+        lines.append((number, line))
+    if lines:
+        yield lines, comments
+
+
+def _split_line(line: str, delimiter: str | None) -> list[str]:
+    if delimiter is not None:
+        return line.split(delimiter)
+    return line.split("\t") if "\t" in line else line.split()
+
+
+def _read_spans(
+    tags: list[str], line_numbers: list[int], path: Path, scheme: str, mode: Mode, repaired: list[int]
+) -> list[Span]:
+    """Spans of one sentence; tag errors name their file line, repaired lines are added to ``repaired``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TagRepairWarning)
+        try:
+            spans = tags_to_spans(tags, scheme, mode)
+        except TagError as err:
+            line = line_numbers[err.position] if err.position is not None else None
+            raise DataFormatError(str(err), path, line) from None
+    for warning in caught:
+        position = re.search(r"at position (\d+)", str(warning.message))
+        repaired.append(line_numbers[int(position.group(1))] if position else line_numbers[0])
+    return spans
+
+
+def _warn_repaired(path: Path, repaired: list[int]) -> None:
+    """One warning per file for all ``I-`` tags read as entity starts, naming their lines."""
+    if repaired:
+        shown = ", ".join(map(str, repaired[:10])) + (", ..." if len(repaired) > 10 else "")
+        warnings.warn(
+            f"{path}: {len(repaired)} I- tag(s) with no entity of their type before them were read as entity "
+            f"starts (lines {shown}); pass mode='strict' to reject them",
+            TagRepairWarning,
+            stacklevel=3,
+        )
+
+
+def read_conll(
+    path: str | Path,
+    *,
+    token_column: int = 0,
+    tag_column: int = -1,
+    min_columns: int = 2,
+    delimiter: str | None = None,
+    scheme: str = "IOB2",
+    mode: Mode = "repair",
+    comment_prefix: str | None = None,
+    encoding: str = "utf-8",
+    id_prefix: str | None = None,
+) -> list[Sentence]:
+    """Token-per-line CoNLL: one token per line, a blank line between sentences.
+
+    Columns are split on tabs when the line has one, else on runs of spaces (or on ``delimiter``).
+    ``-DOCSTART-`` lines start a new document (``document_id``) and are not sentences.
+    """
+    path = Path(path)
+    scheme = canonical_scheme(scheme)
+    text = read_text(path, encoding)
+    sentences: list[Sentence] = []
+    repaired: list[int] = []
+    document = 0
+    for lines, _ in _blocks(text, comment_prefix):
+        tokens: list[str] = []
+        tags: list[str] = []
+        numbers: list[int] = []
+        for number, line in lines:
+            columns = _split_line(line, delimiter)
+            if columns[0].startswith("-DOCSTART-"):
+                document += 1
+                continue
+            if len(columns) < min_columns:
+                raise DataFormatError(
+                    f"expected at least {min_columns} columns (token and tag), found {len(columns)}: {line!r}",
+                    path,
+                    number,
+                )
+            try:
+                token, tag = columns[token_column], columns[tag_column].strip()
+            except IndexError:
+                raise DataFormatError(
+                    f"no column {token_column} (token) or {tag_column} (tag) in {line!r}", path, number
+                ) from None
+            if not token:
+                raise DataFormatError("empty token", path, number)
+            tokens.append(token)
+            tags.append(tag)
+            numbers.append(number)
+        if not tokens:
+            continue
+        spans = _read_spans(tags, numbers, path, scheme, mode, repaired)
+        sentence_id = f"{id_prefix or path.stem}-{len(sentences)}"
+        sentences.append(
+            Sentence(tokens, spans, id=sentence_id, document_id=f"{path.stem}-doc{document}" if document else None)
+        )
+    if not sentences:
+        raise DataFormatError("no sentences found", path)
+    _warn_repaired(path, repaired)
+    return sentences
+
+
+def read_uner_iob2(path: str | Path, *, mode: Mode = "repair", encoding: str = "utf-8") -> list[Sentence]:
+    """UNER ``.iob2``: ``#`` comments, then ``id TAB token TAB tag TAB - TAB annotator`` lines.
+
+    ``# sent_id`` gives the sentence id, and its prefix (``answers``, ``email``...) the genre;
+    ``# newdoc id`` the document.
+    """
+    path = Path(path)
+    text = read_text(path, encoding)
+    sentences: list[Sentence] = []
+    repaired: list[int] = []
+    document: str | None = None
+    for lines, comments in _blocks(text, "#"):
+        meta = {}
+        for comment in comments:
+            key, sep, value = comment.lstrip("#").partition("=")
+            if sep:
+                meta[key.strip()] = value.strip()
+        if "newdoc id" in meta:
+            document = meta["newdoc id"]
+        tokens, tags, numbers = [], [], []
+        for number, line in lines:
+            columns = line.split("\t")
+            if len(columns) < 3:
+                raise DataFormatError(f"expected id, token and tag columns, found {len(columns)}: {line!r}", path, number)
+            tokens.append(columns[1])
+            tags.append(columns[2].strip())
+            numbers.append(number)
+        sentence_id = meta.get("sent_id", f"{path.stem}-{len(sentences)}")
+        genre = sentence_id.split("-", 1)[0] if "sent_id" in meta else None
+        spans = _read_spans(tags, numbers, path, "IOB2", mode, repaired)
+        sentences.append(Sentence(tokens, spans, id=sentence_id, domain=genre, document_id=document))
+    if not sentences:
+        raise DataFormatError("no sentences found", path)
+    _warn_repaired(path, repaired)
+    return sentences
+
+
+def _parse_entity_field(value: str) -> list[tuple[str, str]]:
+    """Events of a CoNLL-U ``Entity=`` value in order: ``("open"|"single", body)`` or ``("close", group)``."""
+    events = []
+    i = 0
+    while i < len(value):
+        if value[i] == "(":
+            j = i + 1
+            while j < len(value) and value[j] not in "()":
+                j += 1
+            if j < len(value) and value[j] == ")":
+                events.append(("single", value[i + 1 : j]))
+                i = j + 1
+            else:
+                events.append(("open", value[i + 1 : j]))
+                i = j
+        else:
+            j = i
+            while j < len(value) and value[j] != ")":
+                j += 1
+            if j >= len(value):
+                raise ValueError(f"cannot parse Entity={value!r} near {value[i:]!r}")
+            events.append(("close", value[i:j]))
+            i = j + 1
+    return events
+
+
+def read_conllu_entities(
+    path: str | Path,
+    *,
+    entities: Literal["outermost", "named"] = "outermost",
+    types: set[str] | None = None,
+    encoding: str = "utf-8",
+) -> list[Sentence]:
+    """CoNLL-U with GUM/CorefUD ``Entity=`` mentions in the MISC column, flattened to non-nested spans.
+
+    ``entities="outermost"`` keeps the outermost mention of every nest (pronouns and common nouns
+    included, as annotated); ``"named"`` first keeps only Wikipedia-linked mentions (those with an
+    ``identity``), which are the named entities, then flattens them. The field order comes from the
+    file's ``# global.Entity`` header (GUM: ``GRP-etype-infstat-salience-centering-minspan-link-identity``).
+    """
+    path = Path(path)
+    text = read_text(path, encoding)
+    field_names = ["GRP", "etype", "infstat", "minspan", "link", "identity"]
+    document = path.stem
+    genre = None
+    sentences: list[Sentence] = []
+    for lines, comments in _blocks(text, "#"):
+        sentence_id = None
+        for comment in comments:
+            key, _, value = comment.lstrip("#").partition("=")
+            key, value = key.strip(), value.strip()
+            if key == "global.Entity":
+                field_names = value.split("-")
+            elif key == "newdoc id":
+                document = value
+            elif key == "meta::genre":
+                genre = value
+            elif key == "sent_id":
+                sentence_id = value
+        tokens: list[str] = []
+        mentions: list[tuple[int, int, str, bool]] = []
+        open_stack: dict[str, list[tuple[int, str, bool]]] = {}
+        for number, line in lines:
+            columns = line.split("\t")
+            if len(columns) != 10:
+                raise DataFormatError(f"CoNLL-U needs 10 tab-separated columns, found {len(columns)}", path, number)
+            if "-" in columns[0] or "." in columns[0]:
+                continue  # multiword-token ranges and empty nodes carry no surface token of their own
+            index = len(tokens)
+            tokens.append(columns[1])
+            misc = columns[9]
+            entity_value = next((f[7:] for f in misc.split("|") if f.startswith("Entity=")), None)
+            if entity_value is None:
+                continue
+            try:
+                events = _parse_entity_field(entity_value)
+            except ValueError as err:
+                raise DataFormatError(str(err), path, number) from None
+            for kind, body in events:
+                if kind == "close":
+                    stack = open_stack.get(body)
+                    if not stack:
+                        raise DataFormatError(f"entity {body} closed but never opened in this sentence", path, number)
+                    start, etype, named = stack.pop()
+                    mentions.append((start, index + 1, etype, named))
+                    continue
+                fields = dict(zip(field_names, body.split("-", len(field_names) - 1)))
+                etype = fields.get("etype")
+                if not etype:
+                    raise DataFormatError(f"entity {body!r} has no entity type", path, number)
+                identity = fields.get("identity", "")
+                named = bool(identity) and identity != "_"
+                if kind == "single":
+                    mentions.append((index, index + 1, etype, named))
+                else:
+                    open_stack.setdefault(fields.get("GRP", body), []).append((index, etype, named))
+        unclosed = [grp for grp, stack in open_stack.items() if stack]
+        if unclosed:
+            raise DataFormatError(f"entities {unclosed} opened but not closed in sentence {sentence_id}", path, lines[-1][0])
+        if not tokens:
+            continue
+        spans = [
+            Span(start, end, etype)
+            for start, end, etype, named in mentions
+            if (entities == "outermost" or named) and (types is None or etype in types)
+        ]
+        sentences.append(
+            Sentence(tokens, flatten_outermost(spans), id=sentence_id or f"{document}-{len(sentences) + 1}",
+                     domain=genre, document_id=document)
+        )
+    if not sentences:
+        raise DataFormatError("no sentences found", path)
+    return sentences
+
+
+_WORD = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]", re.UNICODE)
+
+
+def tokenize_with_offsets(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Words and punctuation with their character offsets (used to tokenise raw text, e.g. Presidio)."""
+    matches = list(_WORD.finditer(text))
+    return [m.group() for m in matches], [m.span() for m in matches]
+
+
+def read_presidio_json(path: str | Path, *, encoding: str = "utf-8") -> list[Sentence]:
+    """Presidio-research JSON: ``full_text`` with ``spans`` of ``entity_type`` and character offsets.
+
+    The text is tokenised into words and punctuation; a span that cuts a word takes the whole word.
+    """
+    path = Path(path)
+    try:
+        records = json.loads(read_text(path, encoding))
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"invalid JSON: {err.msg}", path, err.lineno) from None
+    if not isinstance(records, list):
+        raise DataFormatError("expected a JSON list of records", path)
+    sentences = []
+    for index, record in enumerate(records):
+        where = f"record {index}"
+        if not isinstance(record, dict) or "full_text" not in record:
+            raise DataFormatError(f"{where} has no 'full_text' field", path)
+        text = record["full_text"]
+        tokens, offsets = tokenize_with_offsets(text)
+        spans = []
+        for span in record.get("spans") or []:
+            try:
+                start, end, etype = int(span["start_position"]), int(span["end_position"]), str(span["entity_type"])
+            except (KeyError, TypeError, ValueError):
+                raise DataFormatError(f"{where} has a span without start_position/end_position/entity_type: {span}", path) from None
+            if not 0 <= start < end <= len(text):
+                raise DataFormatError(f"{where}: span [{start}, {end}) is outside its {len(text)}-character text", path)
+            token_range = char_span_to_tokens(offsets, start, end)
+            if token_range is not None:
+                spans.append(Span(token_range[0], token_range[1], etype))
+        if tokens:
+            sentences.append(Sentence(tokens, flatten_outermost(spans), id=f"{path.stem}-{index}"))
+    if not sentences:
+        raise DataFormatError("no records with text", path)
+    return sentences

@@ -1,0 +1,328 @@
+"""Datasets by name: where their files are, how to read them, their label sets, splits and licences.
+
+``load_ner_dataset("wnut17", split="train")`` finds the files in the data folder (an argument, else
+``$NER_ADAPTERS_DATA_DIR``, else ``../shared/datasets`` when present, else the copies bundled in the
+package) and returns a ``datasets.Dataset`` in the project schema. Names that are not registered are
+treated as Hub dataset ids and mapped to the same schema (:mod:`ner_adapters.data.hub`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from datasets import Dataset, DatasetDict
+
+from .readers import read_conll, read_conllu_entities, read_presidio_json, read_uner_iob2
+from .schema import DataFormatError, Sentence, sentences_to_dataset
+
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+ENV_DATA_DIR = "NER_ADAPTERS_DATA_DIR"
+SPLIT_ALIASES = {"dev": "validation", "valid": "validation", "val": "validation"}
+#: Fractions of the seeded train/validation/test splits made for sources that publish none.
+SEEDED_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the registry knows about one dataset folder."""
+
+    name: str
+    language: str
+    domain: str
+    types: tuple[str, ...]
+    splits: tuple[str, ...]
+    licence: str
+    citation: str
+    #: Reads ``(folder, config, split, options)`` into sentences.
+    reader: Callable[[Path, str | None, str, dict], list[Sentence]] = field(repr=False)
+    configs: tuple[str, ...] = ()
+    default_config: str | None = None
+    config_kind: str = "subset"
+    open_licence: bool = False
+    hub_id: str | None = None
+
+
+def _conll_files(files: dict[str, str], **read_options) -> Callable:
+    def read(folder: Path, config: str | None, split: str, options: dict) -> list[Sentence]:
+        return read_conll(_find(folder, files[split]), **{**read_options, **options})
+
+    return read
+
+
+def _find(folder: Path, name: str) -> Path:
+    """A file in the folder, or its gzipped copy (the bundled data is gzipped)."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataFormatError(f"dataset file {name} not found", folder)
+
+
+def seeded_split(sentences: list[Sentence], split: str, seed: int, fractions=SEEDED_FRACTIONS) -> list[Sentence]:
+    """One part of a reproducible shuffled train/validation/test partition (for sources without splits)."""
+    order = list(range(len(sentences)))
+    random.Random(seed).shuffle(order)
+    n_train = round(len(order) * fractions[0])
+    n_dev = round(len(order) * fractions[1])
+    bounds = {"train": (0, n_train), "validation": (n_train, n_train + n_dev), "test": (n_train + n_dev, len(order))}
+    lo, hi = bounds[split]
+    return [sentences[i] for i in sorted(order[lo:hi])]
+
+
+# --- per-dataset readers -------------------------------------------------------------------------------
+
+GUM_GENRES = ("academic", "bio", "conversation", "court", "essay", "fiction", "interview", "letter", "news",
+              "podcast", "speech", "textbook", "vlog", "voyage", "whow")
+GENTLE_GENRES = ("dictionary", "esports", "legal", "medical", "poetry", "proof", "syllabus", "threat")
+PARSNER_DOMAINS = ("academic", "art", "economic", "fun", "game", "general_news", "health", "it_news", "sports",
+                   "travel")
+UNER_EWT_GENRES = ("answers", "email", "newsgroup", "reviews", "weblog")
+
+
+@lru_cache(maxsize=4)
+def _gum_split_docs(splits_file: Path) -> dict[str, tuple[str, ...]]:
+    docs: dict[str, list[str]] = {}
+    current = None
+    for line in splits_file.read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"##\s+(\w+)", line)
+        if heading:
+            current = heading.group(1)
+            continue
+        item = re.match(r"\s*\*\s+(\S+)", line)
+        if item and current:
+            docs.setdefault(current, []).append(item.group(1))
+    return {("validation" if k == "dev" else k): tuple(v) for k, v in docs.items()}
+
+
+def _read_gum(folder: Path, config: str | None, split: str, options: dict) -> list[Sentence]:
+    documents = _gum_split_docs(_find(folder, "splits.md"))[split]
+    sentences = []
+    for doc in documents:
+        genre = doc.split("_")[1]
+        if config is not None and genre != config:
+            continue
+        path = folder / "dep" / f"{doc}.conllu"
+        if not path.is_file():
+            if doc.startswith("GUM_reddit_"):
+                continue  # Reddit documents are not redistributed (their text must be rebuilt from Reddit)
+            raise DataFormatError(f"document {doc} listed in splits.md is missing", path)
+        sentences += read_conllu_entities(path, **options)
+    return sentences
+
+
+def _read_arman(folder: Path, config: str | None, split: str, options: dict) -> list[Sentence]:
+    fold = config or "fold1"
+    return read_conll(_find(folder, f"{split}_{fold}.txt"), scheme="IOB1", **options)
+
+
+def _read_parsner(folder: Path, config: str | None, split: str, options: dict) -> list[Sentence]:
+    seed = options.pop("seed", 42)
+    sentences = []
+    for domain in [config] if config else PARSNER_DOMAINS:
+        domain_sentences = read_conll(_find(folder / "social", f"{domain}.pos"), min_columns=3, **options)
+        for sentence in domain_sentences:
+            sentence.domain = domain
+        sentences += seeded_split(domain_sentences, split, seed)
+    return sentences
+
+
+def _read_uner(folder: Path, config: str | None, split: str, options: dict) -> list[Sentence]:
+    name = {"validation": "dev", "test": "test"}[split]
+    sentences = read_uner_iob2(_find(folder, f"en_ewt-ud-{name}.iob2"), **options)
+    return [s for s in sentences if config is None or s.domain == config]
+
+
+def _read_presidio(folder: Path, config: str | None, split: str, options: dict) -> list[Sentence]:
+    seed = options.pop("seed", 42)
+    return seeded_split(read_presidio_json(_find(folder, "synth_dataset_v2.json"), **options), split, seed)
+
+
+PRESIDIO_TYPES = ("PERSON", "STREET_ADDRESS", "GPE", "ORGANIZATION", "CREDIT_CARD", "DATE_TIME", "TITLE",
+                  "PHONE_NUMBER", "AGE", "NRP", "EMAIL_ADDRESS", "ZIP_CODE", "DOMAIN_NAME", "IBAN_CODE", "US_SSN",
+                  "IP_ADDRESS", "US_DRIVER_LICENSE")
+
+REGISTRY: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec(
+            name="wnut17", language="en", domain="social media",
+            types=("person", "location", "group", "corporation", "product", "creative-work"),
+            splits=("train", "validation", "test"), licence="CC-BY-4.0", open_licence=True, hub_id="wnut_17",
+            citation="Derczynski et al. 2017, Results of the WNUT2017 Shared Task on Novel and Emerging Entity Recognition",
+            reader=_conll_files({"train": "wnut17train.conll", "validation": "emerging.dev.conll",
+                                 "test": "emerging.test.annotated"}),
+        ),
+        DatasetSpec(
+            name="conll2003", language="en", domain="news",
+            types=("person", "location", "organisation", "misc"),
+            splits=("train", "validation", "test"), licence="Reuters RCV1 licence (text); not redistributable",
+            hub_id="conll2003",
+            citation="Tjong Kim Sang and De Meulder 2003, CoNLL-2003 shared task",
+            reader=_conll_files({"train": "train.txt", "validation": "dev.txt", "test": "test.txt"}),
+        ),
+        DatasetSpec(
+            name="gum", language="en", domain="multi-genre",
+            types=("abstract", "animal", "event", "object", "organization", "person", "place", "plant",
+                   "substance", "time"),
+            splits=("train", "validation", "test", "test2"), configs=GUM_GENRES + GENTLE_GENRES, config_kind="genre",
+            licence="CC-BY-4.0 annotations; per-genre text licences, some non-commercial",
+            citation="Zeldes 2017, The GUM corpus",
+            reader=_read_gum,
+        ),
+        DatasetSpec(
+            name="arman", language="fa", domain="formal news",
+            types=("pers", "org", "loc", "fac", "pro", "event"),
+            splits=("train", "test"), configs=("fold1", "fold2", "fold3"), default_config="fold1", config_kind="fold",
+            licence="academic research use only",
+            citation="Poostchi et al. 2018, BiLSTM-CRF for Persian named-entity recognition (ArmanPersoNERCorpus)",
+            reader=_read_arman,
+        ),
+        DatasetSpec(
+            name="parstwiner", language="fa", domain="informal tweets",
+            types=("PER", "LOC", "ORG", "NAT", "POG", "EVE"),
+            splits=("train", "validation", "test"), licence="MIT", open_licence=True,
+            citation="Aghajani et al. 2021, ParsTwiNER: a corpus for NER at informal Persian",
+            reader=_conll_files({"train": "train.txt", "validation": "dev.txt", "test": "test.txt"}),
+        ),
+        DatasetSpec(
+            name="parsner", language="fa", domain="10 social-media topics",
+            types=("PERS", "LOC", "ORG", "MISC"),
+            splits=("train", "validation", "test"), configs=PARSNER_DOMAINS, config_kind="domain",
+            licence="none stated",
+            citation="Asgari 2021, ParsNER (github.com/majidasgari/ParsNER)",
+            reader=_read_parsner,
+        ),
+        DatasetSpec(
+            name="uner_en_ewt", language="en", domain="web text (5 genres)",
+            types=("PER", "ORG", "LOC"),
+            splits=("validation", "test"), configs=UNER_EWT_GENRES, config_kind="genre",
+            licence="CC-BY-SA-4.0", open_licence=True,
+            citation="Mayhew et al. 2024, Universal NER: A Gold-Standard Multilingual NER Benchmark",
+            reader=_read_uner,
+        ),
+        DatasetSpec(
+            name="presidio_synth", language="en", domain="synthetic PII",
+            types=PRESIDIO_TYPES,
+            splits=("train", "validation", "test"), licence="MIT", open_licence=True,
+            citation="Microsoft presidio-research, synth_dataset_v2",
+            reader=_read_presidio,
+        ),
+    ]
+}
+
+def list_datasets() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}") from None
+
+
+def _repo_shared_dirs() -> list[Path]:
+    here = Path(__file__).resolve()
+    return [Path.cwd() / ".." / "shared" / "datasets", here.parents[4] / "shared" / "datasets"]
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The data folder to read from, or ``None`` for the bundled copies.
+
+    Order: the argument, ``$NER_ADAPTERS_DATA_DIR``, ``../shared/datasets`` when present, bundled data.
+    """
+    for source, value in (("data_dir", data_dir), (ENV_DATA_DIR, os.environ.get(ENV_DATA_DIR))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise FileNotFoundError(f"{source}={value!s} is not a folder")
+            return path
+    for candidate in _repo_shared_dirs():
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def dataset_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder holding ``name``'s files: in the data folder, else the bundled copy."""
+    root = resolve_data_dir(data_dir)
+    searched = []
+    if root is not None:
+        folder = root / name
+        if folder.is_dir():
+            return folder
+        searched.append(str(folder))
+    bundled = BUNDLED_DIR / name
+    if bundled.is_dir():
+        return bundled
+    searched.append(f"{bundled} (bundled)")
+    raise FileNotFoundError(
+        f"dataset {name!r} not found; looked in {', '.join(searched)}. Point {ENV_DATA_DIR} or data_dir= at a "
+        "folder that holds it (the bundled copies are: " + ", ".join(bundled_datasets()) + ")"
+    )
+
+
+def bundled_datasets() -> list[str]:
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir()) if BUNDLED_DIR.is_dir() else []
+
+
+def _normalise_split(spec: DatasetSpec, split: str) -> str:
+    split = SPLIT_ALIASES.get(split, split)
+    if split not in spec.splits:
+        raise ValueError(f"dataset {spec.name!r} has no split {split!r}; its splits: {', '.join(spec.splits)}")
+    return split
+
+
+def load_sentences(
+    name: str, config: str | None = None, *, split: str, data_dir: str | os.PathLike | None = None, **options
+) -> list[Sentence]:
+    """The sentences of one split of a registered dataset (see :func:`load_ner_dataset`)."""
+    spec = get_spec(name)
+    split = _normalise_split(spec, split)
+    if config is not None and config not in spec.configs:
+        raise ValueError(
+            f"dataset {name!r} has no {spec.config_kind} {config!r}; choose one of: {', '.join(spec.configs) or '(none)'}"
+        )
+    folder = dataset_folder(name, data_dir)
+    return spec.reader(folder, config or spec.default_config, split, dict(options))
+
+
+def load_ner_dataset(
+    name: str,
+    config: str | None = None,
+    *,
+    split: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    **options,
+) -> Dataset | DatasetDict:
+    """Load a dataset by registry name (or Hub id) in the project schema.
+
+    Args:
+        name: a registered name (:func:`list_datasets`) or a Hub dataset id such as ``"wnut_17"``.
+        config: the subset: GUM/UNER genre, ParsNER domain, Arman fold (``None``: all of them / fold1).
+        split: ``"train"``, ``"validation"`` (or ``"dev"``), ``"test"``...; ``None`` gives a ``DatasetDict``.
+        data_dir: the folder holding the dataset folders (see :func:`resolve_data_dir`).
+        options: reader options, e.g. ``entities="named"`` for GUM, ``seed=`` for the seeded ParsNER and
+            Presidio splits, ``mode="strict"`` to reject ill-formed tag sequences.
+    """
+    if name not in REGISTRY:
+        from .hub import load_hub_dataset
+
+        return load_hub_dataset(name, config, split=split, **options)
+    spec = REGISTRY[name]
+    if split is None:
+        return DatasetDict(
+            {s: load_ner_dataset(name, config, split=s, data_dir=data_dir, **options) for s in spec.splits}
+        )
+    split = _normalise_split(spec, split)
+    sentences = load_sentences(name, config, split=split, data_dir=data_dir, **options)
+    dataset = sentences_to_dataset(sentences, spec.types)
+    dataset.info.description = f"{name} ({spec.language}, {spec.domain}), split {split}"
+    dataset.info.license = spec.licence
+    dataset.info.citation = spec.citation
+    return dataset

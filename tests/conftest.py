@@ -1,0 +1,130 @@
+"""Shared test setup: an offline, local Hugging Face Hub for the whole session.
+
+Order matters here. ``huggingface_hub`` reads ``HF_ENDPOINT``/``HF_TOKEN``/``HF_HOME`` once, when
+``huggingface_hub.constants`` is first imported (``transformers``, ``peft``, ``datasets`` and
+``gradio`` all import it), so the environment is prepared and the local Hub started *before* any
+of them can be imported. Keep this file free of those imports at module level.
+
+Sections:
+1. Session environment and local Hub (runs at import time).
+2. Hub fixtures.
+(Add new sections below for other fixtures.)
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+if str(TESTS_DIR) not in sys.path:  # makes ``tests/hub_server.py`` importable as ``hub_server``
+    sys.path.insert(0, str(TESTS_DIR))
+
+from hub_server import HubServer  # noqa: E402  (stdlib only: safe before the HF imports)
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+# ----------------------------------------------------------------------------------------------
+# 1. Session environment and local Hub
+# ----------------------------------------------------------------------------------------------
+
+HUB_TOKEN = "hf_local_test_token"
+"""The only token the local Hub accepts; a fake, never a real credential."""
+
+SESSION_TMP = Path(tempfile.mkdtemp(prefix="ner_adapters_tests_"))
+
+_HUB = HubServer(SESSION_TMP / "hub", token=HUB_TOKEN).start()
+
+os.environ.update(
+    {
+        "HF_ENDPOINT": _HUB.url,
+        "HF_TOKEN": HUB_TOKEN,
+        # Caches, token file and hf_xet logs go to the session dir, never to ~/.cache.
+        "HF_HOME": str(SESSION_TMP / "hf_home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_UPDATE_DOWNLOAD_COUNTS": "0",  # datasets' own telemetry: a HEAD to s3.amazonaws.com
+        # The local Hub speaks only the legacy git-LFS "basic" transfer. huggingface_hub offers
+        # Xet to the server whenever the hf_xet package is importable (it is installed), and Xet
+        # needs Hugging Face's CAS service, which a stdlib test server cannot provide. Disabling
+        # it pins the client to the LFS path for uploads and plain HTTP for downloads.
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+)
+# Converted models are slow to rebuild, so they live outside the throwaway session dir.
+os.environ.setdefault("NER_ADAPTERS_CACHE", str(REPO_ROOT / ".cache" / "ner_adapters"))
+
+
+def _shutdown_session() -> None:
+    """Stop the Hub and delete the session dir when the interpreter exits."""
+    _HUB.stop()
+    shutil.rmtree(SESSION_TMP, ignore_errors=True)
+
+
+atexit.register(_shutdown_session)
+
+# ----------------------------------------------------------------------------------------------
+# 2. Hub fixtures
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def hub() -> HubServer:
+    """The session's local Hub (``.url``, ``.requests``, ``.inject_failure()``...)."""
+    return _HUB
+
+
+@pytest.fixture(autouse=True)
+def _reset_hub_failures(hub: HubServer) -> Iterator[None]:
+    """A test's injected failures never leak into the next test."""
+    yield
+    hub.clear_failures()
+
+
+@pytest.fixture(scope="session")
+def hub_api(hub: HubServer) -> HfApi:
+    """An authenticated ``HfApi`` client for the local Hub."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub.url, token=HUB_TOKEN)
+
+
+@pytest.fixture
+def unique_repo_id(request: pytest.FixtureRequest) -> str:
+    """A repo id no other test uses: ``tester/<test name>-<8 hex>``."""
+    name = re.sub(r"[^A-Za-z0-9-]+", "-", request.node.name).strip("-")[:40] or "repo"
+    return f"tester/{name}-{uuid.uuid4().hex[:8]}"
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Real data
+# ----------------------------------------------------------------------------------------------
+
+_SHARED_CANDIDATES = [
+    os.environ.get("NER_ADAPTERS_DATA_DIR", ""),
+    str(REPO_ROOT.parent / "shared" / "datasets"),
+    "/work/shared/datasets",
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The full data folder (``../shared/datasets``); tests of non-bundled datasets need it."""
+    for candidate in _SHARED_CANDIDATES:
+        if candidate and (Path(candidate) / "wnut17").is_dir() and (Path(candidate) / "gum").is_dir():
+            return Path(candidate)
+    pytest.skip("the full dataset folder (../shared/datasets) is not on this machine")
