@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 # 1. Session environment and local Hub
 # ----------------------------------------------------------------------------------------------
 
+if "huggingface_hub" in sys.modules:  # e.g. a pytest plugin or a filterwarnings class imported it first
+    raise RuntimeError(
+        "huggingface_hub was imported before tests/conftest.py could point HF_ENDPOINT at the local Hub; "
+        "tests would talk to huggingface.co. Keep package imports at pytest start-up light."
+    )
+
 HUB_TOKEN = "hf_local_test_token"
 """The only token the local Hub accepts; a fake, never a real credential."""
 
@@ -128,3 +134,35 @@ def shared_data() -> Path:
         if candidate and (Path(candidate) / "wnut17").is_dir() and (Path(candidate) / "gum").is_dir():
             return Path(candidate)
     pytest.skip("the full dataset folder (../shared/datasets) is not on this machine")
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Tiny models (built from configs: fast, no downloads)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The packaged SmolLM2-135M-Instruct as a HF folder (converted once per machine, then cached)."""
+    from ner_adapters.models import SMOLLM2, materialize_packaged
+
+    return materialize_packaged(SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 5-layer Llama with SmolLM2's real tokenizer and chat template, saved as a folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=5, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

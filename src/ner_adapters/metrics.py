@@ -55,6 +55,14 @@ class NERScores:
             "per_type": {t: asdict(s) for t, s in self.per_type.items()},
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "NERScores":
+        """The inverse of :meth:`to_dict` (scores read back from a results JSON)."""
+        return cls(
+            micro=PRF(**data["micro"]), macro_precision=data["macro"]["precision"], macro_recall=data["macro"]["recall"],
+            macro_f1=data["macro"]["f1"], per_type={t: PRF(**s) for t, s in data["per_type"].items()},
+        )
+
     def table(self, digits: int = 4) -> str:
         """A plain-text report in the style of seqeval's ``classification_report``."""
         width = max([len(t) for t in self.per_type] + [9])
@@ -138,6 +146,26 @@ def sequence_scores(
     return span_scores(gold, pred, types)
 
 
+def summarize(runs: Sequence[NERScores]) -> dict:
+    """Mean and (sample) standard deviation of several runs' scores (episodes, seeds or domains)."""
+    import statistics
+
+    def stats(values: list[float]) -> dict:
+        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+    if not runs:
+        raise ValueError("no runs to summarize")
+    types = sorted({t for run in runs for t in run.per_type})
+    return {
+        "runs": len(runs),
+        "micro_precision": stats([r.micro.precision for r in runs]),
+        "micro_recall": stats([r.micro.recall for r in runs]),
+        "micro_f1": stats([r.micro.f1 for r in runs]),
+        "macro_f1": stats([r.macro_f1 for r in runs]),
+        "per_type_f1": {t: stats([r.per_type[t].f1 for r in runs if t in r.per_type]) for t in types},
+    }
+
+
 def load_metric():
     """The ``evaluate`` metric module of these scores, loaded from its local folder (works offline)."""
     import evaluate
@@ -145,4 +173,4 @@ def load_metric():
     return evaluate.load(str(METRIC_MODULE))
 
 
-__all__ = ["METRIC_MODULE", "NERScores", "PRF", "load_metric", "sequence_scores", "span_scores"]
+__all__ = ["METRIC_MODULE", "NERScores", "PRF", "load_metric", "sequence_scores", "span_scores", "summarize"]

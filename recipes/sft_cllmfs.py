@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""CLLMFS: contrastive LoRA fine-tuning of an LLM for few-shot NER, evaluated on N-way K-shot episodes.
+
+    accelerate launch recipes/sft_cllmfs.py                                        # default: WNUT-17 5-shot INTRA
+    accelerate launch recipes/sft_cllmfs.py --config recipes/cllmfs/conll2003_intra_5shot.yaml
+    accelerate launch recipes/sft_cllmfs.py --config recipes/cllmfs/wnut17_intra_5shot.yaml --num_train_epochs 5
+    accelerate launch --config_file recipes/accelerate_configs/ddp.yaml recipes/sft_cllmfs.py --config ...
+
+    # an ablation: the base config, then a file with only what changes
+    accelerate launch recipes/sft_cllmfs.py --config recipes/cllmfs/wnut17_intra_5shot.yaml \
+        --config recipes/cllmfs/ablations/lora_only.yaml
+
+Options come from five dataclasses: EpisodeArguments and MethodArguments (ner_adapters.cllmfs.experiment),
+DecodingConfig (ner_adapters.cllmfs.extraction), CLLMFSConfig (TRL's SFTConfig plus the contrastive
+settings) and TRL's ModelConfig (model and LoRA). YAML files given with --config set them, later files
+overriding earlier ones; command-line flags override the files; an unknown key is an error. Without
+--config the default config below is used.
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+from trl import ModelConfig, TrlParser
+
+from ner_adapters.cllmfs.cllmfs_config import CLLMFSConfig
+from ner_adapters.cllmfs.experiment import EpisodeArguments, MethodArguments, run_experiment
+from ner_adapters.cllmfs.extraction import DecodingConfig
+
+DEFAULT_CONFIG = Path(__file__).parent / "cllmfs" / "wnut17_intra_5shot.yaml"
+
+
+def merge_configs(argv: list[str]) -> list[str]:
+    """Replace several ``--config FILE`` pairs by one merged file (TrlParser reads a single one)."""
+    files, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--config":
+            if i + 1 >= len(argv):
+                raise SystemExit("--config needs a file")
+            files.append(argv[i + 1])
+            i += 2
+        else:
+            rest.append(argv[i])
+            i += 1
+    if not files:
+        files = [str(DEFAULT_CONFIG)]
+    merged: dict = {}
+    for name in files:
+        loaded = yaml.safe_load(Path(name).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"{name}: a config must be a YAML mapping")
+        merged.update(loaded)
+    if len(files) == 1:
+        return ["--config", files[0], *rest]
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="cllmfs-config-", delete=False)
+    with handle:
+        yaml.safe_dump(merged, handle)
+    return ["--config", handle.name, *rest]
+
+
+def main(argv: list[str] | None = None):
+    argv = merge_configs(list(sys.argv[1:] if argv is None else argv))
+    parser = TrlParser((EpisodeArguments, MethodArguments, DecodingConfig, CLLMFSConfig, ModelConfig))
+    episode_args, method_args, decoding, training_args, model_args = parser.parse_args_and_config(argv)
+    return run_experiment(episode_args, method_args, decoding, training_args, model_args)
+
+
+if __name__ == "__main__":
+    main()

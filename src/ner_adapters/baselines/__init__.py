@@ -1,0 +1,5 @@
+"""Baselines scored in the same harness as the project's methods."""
+
+from .prototype import PrototypeTagger
+
+__all__ = ["PrototypeTagger"]

@@ -1,0 +1,104 @@
+"""A CLLMFS adapter on disk: the PEFT LoRA weights plus what extraction needs to use them.
+
+``cllmfs_config.json`` beside PEFT's files records the prompt mode, the entity types with their
+descriptions, the base model and a fingerprint of its architecture, so an adapter loads with one call
+and is refused, with a clear error, on a base model it was not trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .entity_types import EntityType
+
+CONFIG_NAME = "cllmfs_config.json"
+FORMAT_VERSION = 1
+
+
+class AdapterMismatchError(ValueError):
+    """An adapter used with a base model of another architecture, or a file that is not a CLLMFS adapter."""
+
+
+def architecture_fingerprint(config) -> dict:
+    """The parts of a model config an adapter depends on (shapes, not weights)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "intermediate_size", "vocab_size")
+    return {key: getattr(text, key, None) for key in keys}
+
+
+@dataclass
+class CLLMFSAdapterConfig:
+    """Contents of ``cllmfs_config.json``."""
+
+    base_model: str
+    base_fingerprint: dict
+    entity_types: list[dict]
+    prompt_mode: str = "per_type"
+    cl_layer: int | None = None
+    metrics: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def types(self) -> list[EntityType]:
+        return [EntityType(**t) for t in self.entity_types]
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "CLLMFSAdapterConfig":
+        path = Path(folder) / CONFIG_NAME
+        if not path.is_file():
+            raise AdapterMismatchError(f"{folder} is not a CLLMFS adapter: it has no {CONFIG_NAME}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**data)
+        except (ValueError, TypeError) as err:
+            raise AdapterMismatchError(f"{path}: not a valid CLLMFS adapter config ({err})") from None
+
+    def check_base(self, config, where: str) -> None:
+        """Refuse a base model whose architecture differs from the one the adapter was trained on."""
+        found = architecture_fingerprint(config)
+        diff = {k: (v, found.get(k)) for k, v in self.base_fingerprint.items() if found.get(k) != v}
+        if diff:
+            details = ", ".join(f"{k}: adapter {a!r} vs model {b!r}" for k, (a, b) in diff.items())
+            raise AdapterMismatchError(
+                f"the adapter {where} was trained on {self.base_model}, whose architecture differs from this base "
+                f"model ({details}); load it with its own base model"
+            )
+
+
+def save_adapter(model, tokenizer, output_dir: str | os.PathLike, config: CLLMFSAdapterConfig) -> Path:
+    """Save a PEFT model's adapter, its tokenizer and ``cllmfs_config.json`` atomically (temp dir, rename)."""
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False), encoding="utf-8")
+        staging.chmod(0o755)
+        if output_dir.exists():
+            backup = output_dir.with_name(f".{output_dir.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(output_dir, backup)
+            os.replace(staging, output_dir)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+def update_metrics(folder: str | os.PathLike, metrics: dict) -> None:
+    """Record measured metrics in a saved adapter's ``cllmfs_config.json`` (atomic replace)."""
+    path = Path(folder) / CONFIG_NAME
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["metrics"] = metrics
+    tmp = path.with_name(f".{CONFIG_NAME}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,304 @@
+"""Constrained decoding: the answer may only hold substrings of the input between ``<<<`` and ``>>>``.
+
+The answer grammar (see :mod:`.prompts`) is a sequence of literals (the answer prefix, slot labels, the
+markers) and entity lists whose entities are word-aligned substrings of the input. It is run as a
+nondeterministic automaton over UTF-8 bytes, so it works with any byte-level BPE or SentencePiece
+vocabulary, for Persian, emoji and mixed scripts alike. At every step, a depth-first walk of a byte trie
+of the vocabulary, pruned as soon as the automaton has no live state, finds every token that keeps the
+answer valid; all others get ``-inf``. The end-of-turn token is allowed only when the answer is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from transformers import LogitsProcessor
+
+from .prompts import CLOSE, NONE, OPEN
+
+# --- token bytes -------------------------------------------------------------------------------------
+
+
+def _byte_level_decoder() -> dict[str, int]:
+    """The inverse of GPT-2's bytes-to-unicode table (byte-level BPE tokens are written in it)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, codes)}
+
+
+def token_bytes(tokenizer) -> list[bytes | None]:
+    """The bytes each token id adds to a text (``None`` for special tokens)."""
+    special = set(tokenizer.all_special_ids)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
+    kinds = {d.get("type") for d in decoder.get("decoders", [decoder])}
+    result: list[bytes | None] = []
+    if "ByteLevel" in kinds:
+        table = _byte_level_decoder()
+        for i, piece in enumerate(pieces):
+            try:
+                result.append(None if i in special else bytes(table[c] for c in piece))
+            except KeyError:  # an added token written in plain text
+                result.append(piece.encode("utf-8"))
+        return result
+    for i, piece in enumerate(pieces):  # SentencePiece: "▁" is a space, <0xNN> a raw byte
+        if i in special or piece is None:
+            result.append(None)
+        elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            result.append(bytes([int(piece[3:5], 16)]))
+        else:
+            result.append(piece.replace("\u2581", " ").encode("utf-8"))
+    return result
+
+
+@dataclass
+class VocabularyTrie:
+    """A byte trie of the vocabulary: ``children[node][byte] -> node`` and ``ids[node]`` ending there."""
+
+    children: list[dict[int, int]] = field(default_factory=lambda: [{}])
+    ids: list[list[int]] = field(default_factory=lambda: [[]])
+    token_bytes: list[bytes | None] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, pieces: Sequence[bytes | None]) -> "VocabularyTrie":
+        trie = cls(token_bytes=list(pieces))
+        for token_id, piece in enumerate(pieces):
+            if not piece:
+                continue
+            node = 0
+            for byte in piece:
+                nxt = trie.children[node].get(byte)
+                if nxt is None:
+                    nxt = len(trie.children)
+                    trie.children[node][byte] = nxt
+                    trie.children.append({})
+                    trie.ids.append([])
+                node = nxt
+            trie.ids[node].append(token_id)
+        return trie
+
+
+_TRIES_BY_TOKENIZER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_TRIES_BY_VOCABULARY: dict[str, VocabularyTrie] = {}
+
+
+def vocabulary_trie(tokenizer) -> VocabularyTrie:
+    """The trie of a tokenizer's vocabulary, built once per vocabulary (about a second) and cached."""
+    trie = _TRIES_BY_TOKENIZER.get(tokenizer)
+    if trie is None:
+        key = hashlib.sha1(tokenizer.backend_tokenizer.to_str().encode("utf-8")).hexdigest()
+        trie = _TRIES_BY_VOCABULARY.get(key)
+        if trie is None:
+            trie = _TRIES_BY_VOCABULARY[key] = VocabularyTrie.build(token_bytes(tokenizer))
+        _TRIES_BY_TOKENIZER[tokenizer] = trie
+    return trie
+
+
+# --- the answer automaton ------------------------------------------------------------------------------
+
+# States are tuples:
+#   ("lit", step, offset)          inside literal `step`: a program step index, or one of the entity list's
+#                                  own literals ("none" | "open" | "close", step, floor)
+#   ("start", step, floor)         at the first byte of an entity, which must start at or after `floor`
+#   ("ent", step, position)        inside an entity, `position` = next input byte to match
+#   ("done",)                      the answer is complete (the end-of-turn token may follow)
+# A program step is ("literal", bytes) or ("entities", b""). Entities are listed in reading order: each
+# starts at or after the previous one's end (`floor`), as in the training answers. That pins every listing
+# to its own occurrence and lets a looping model run out of input instead of tokens.
+
+
+@dataclass(frozen=True)
+class AnswerGrammar:
+    """The answer of one prompt: literals and entity lists over one input text."""
+
+    steps: tuple[tuple[str, bytes], ...]
+    text: bytes
+    starts: frozenset[int]
+    ends: frozenset[int]
+    #: Entity start positions by their first byte, so the first byte of an entity is a dict lookup.
+    starts_by_byte: dict[int, tuple[int, ...]] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def build(
+        cls, prefix: str, slot_labels: Sequence[str | None], text: str, boundaries: Sequence[tuple[int, int]], stop: str | None = None
+    ) -> "AnswerGrammar":
+        """``boundaries`` are the character spans of the input's words: entities start and end on them."""
+        encoded = text.encode("utf-8")
+        char_to_byte = _char_to_byte(text)
+        steps: list[tuple[str, bytes]] = [("literal", prefix.encode("utf-8"))]
+        for label in slot_labels:
+            if label:
+                steps.append(("literal", label.encode("utf-8")))
+            steps.append(("entities", b""))
+        if stop:
+            steps.append(("literal", stop.encode("utf-8")))
+        starts = frozenset(char_to_byte[s] for s, _ in boundaries)
+        by_byte: dict[int, list[int]] = {}
+        for position in sorted(starts):
+            if position < len(encoded):
+                by_byte.setdefault(encoded[position], []).append(position)
+        return cls(
+            tuple(steps), encoded, starts, frozenset(char_to_byte[e] for _, e in boundaries),
+            {byte: tuple(positions) for byte, positions in by_byte.items()},
+        )
+
+    # The entity-list sub-grammar: NONE | (OPEN entity CLOSE)+, written with literal pseudo-steps.
+    _NONE, _OPEN, _CLOSE = NONE.encode(), OPEN.encode(), CLOSE.encode()
+
+    def initial(self) -> frozenset:
+        return self._closure({("lit", 0, 0)})
+
+    def _closure(self, states) -> frozenset:
+        """Follow the empty moves: finished literals lead to the next step, and so on."""
+        out: set = set()
+        stack = list(states)
+        while stack:
+            state = stack.pop()
+            if state in out:
+                continue
+            out.add(state)
+            kind = state[0]
+            if kind == "lit":
+                _, step, offset = state
+                literal = self._literal(step)
+                if offset == len(literal):
+                    stack.extend(self._after(step))
+            elif kind == "ent":
+                _, step, position = state
+                if position in self.ends:
+                    stack.append(("lit", ("close", step, position), 0))
+        return frozenset(out)
+
+    def _literal(self, step) -> bytes:
+        if isinstance(step, tuple):  # the entity list's own literals
+            return {"none": self._NONE, "open": self._OPEN, "close": self._CLOSE}[step[0]]
+        return self.steps[step][1]
+
+    def _after(self, step) -> list:
+        """States reached when literal ``step`` is complete."""
+        if isinstance(step, tuple):
+            kind, index, floor = step
+            if kind == "open":
+                return [("start", index, floor)]
+            if kind == "close":  # another entity after this one, or the next step
+                return [("lit", ("open", index, floor), 0), *self._enter(index + 1)]
+            return self._enter(index + 1)  # after " none"
+        return self._enter(step + 1)
+
+    def _enter(self, step: int) -> list:
+        if step >= len(self.steps):
+            return [("done",)]
+        if self.steps[step][0] == "entities":
+            return [("lit", ("none", step, 0), 0), ("lit", ("open", step, 0), 0)]
+        return [("lit", step, 0)]
+
+    def advance(self, states: frozenset, byte: int) -> frozenset:
+        """The states after reading one byte (empty: the byte is not allowed)."""
+        nxt: set = set()
+        for state in states:
+            kind = state[0]
+            if kind == "lit":
+                _, step, offset = state
+                literal = self._literal(step)
+                if offset < len(literal) and literal[offset] == byte:
+                    nxt.add(("lit", step, offset + 1))
+            elif kind == "start":
+                _, step, floor = state
+                for position in self.starts_by_byte.get(byte, ()):
+                    if position >= floor:
+                        nxt.add(("ent", step, position + 1))
+            elif kind == "ent":
+                _, step, position = state
+                if position < len(self.text) and self.text[position] == byte:
+                    nxt.add(("ent", step, position + 1))
+        return self._closure(nxt) if nxt else frozenset()
+
+    def advance_bytes(self, states: frozenset, data: bytes) -> frozenset:
+        for byte in data:
+            states = self.advance(states, byte)
+            if not states:
+                break
+        return states
+
+    @staticmethod
+    def accepts(states: frozenset) -> bool:
+        return ("done",) in states
+
+
+def _char_to_byte(text: str) -> list[int]:
+    """Byte offset of every character offset (one past the end included)."""
+    offsets, position = [], 0
+    for char in text:
+        offsets.append(position)
+        position += len(char.encode("utf-8"))
+    offsets.append(position)
+    return offsets
+
+
+def allowed_tokens(grammar: AnswerGrammar, states: frozenset, trie: VocabularyTrie) -> list[int]:
+    """Every token whose bytes keep the answer valid from ``states`` (a pruned walk of the trie)."""
+    allowed: list[int] = []
+    stack = [(0, states)]
+    while stack:
+        node, node_states = stack.pop()
+        for byte, child in trie.children[node].items():
+            child_states = grammar.advance(node_states, byte)
+            if child_states:
+                allowed.extend(trie.ids[child])
+                stack.append((child, child_states))
+    return allowed
+
+
+class SubstringConstraint(LogitsProcessor):
+    """Masks every token that would leave the answer grammar, row by row of a (left-padded) batch.
+
+    ``grammars[i]`` is row ``i``'s grammar; ``stop_ids`` the end-of-turn token(s), allowed only once the
+    answer is complete. Finished rows (after a stop token) are left alone: generate pads them.
+    """
+
+    def __init__(self, grammars: Sequence[AnswerGrammar], tokenizer, stop_ids: Sequence[int]):
+        self.grammars = list(grammars)
+        self.trie = vocabulary_trie(tokenizer)
+        self.stop_ids = list(stop_ids)
+        self.states: list[frozenset | None] = [g.initial() for g in self.grammars]
+        self.prompt_length: int | None = None
+        self.consumed = 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[0] != len(self.grammars):
+            raise ValueError(f"{input_ids.shape[0]} rows but {len(self.grammars)} grammars (beam search is not supported)")
+        if self.prompt_length is None:
+            self.prompt_length = input_ids.shape[1]
+        new = input_ids[:, self.prompt_length + self.consumed :].tolist()
+        self.consumed = input_ids.shape[1] - self.prompt_length
+        mask = torch.full_like(scores, float("-inf"))
+        for row, grammar in enumerate(self.grammars):
+            states = self.states[row]
+            for token in new[row]:
+                if states is None:
+                    break
+                if token in self.stop_ids:
+                    states = None  # finished
+                    break
+                piece = self.trie.token_bytes[token] if token < len(self.trie.token_bytes) else None
+                states = grammar.advance_bytes(states, piece or b"")
+            self.states[row] = states
+            if states is None:
+                mask[row] = 0  # finished row: whatever comes is replaced by padding
+                continue
+            allowed = allowed_tokens(grammar, states, self.trie) if states else []
+            if grammar.accepts(states) or not states:
+                allowed = allowed + self.stop_ids  # a dead end (cannot happen under the mask) stops
+            mask[row, allowed] = 0
+        return scores + mask

@@ -1,0 +1,402 @@
+"""CLLMFS extraction: prompt a (LoRA-adapted) LLM per type, decode under the substring constraint, and map
+the answers back to character offsets in the shape of the transformers token-classification pipeline.
+
+Decoding follows the paper: greedy or temperature 0.01 with top-p, stopping at the end-of-turn marker,
+constrained to substrings of the input. Prompts are batched; the prompt prefix a batch shares (the system
+message and the instruction, the same for every sentence of a type) is encoded once and its key/value cache
+reused, with each row's own tokens after it and padding in between. An input longer than
+``max_input_tokens`` is split into overlapping word-aligned chunks whose entities are shifted back to
+document offsets, never silently truncated. A string the model lists twice maps to two successive
+occurrences.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import itertools
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+
+from ..data.readers import tokenize_with_offsets
+from ..data.schema import Sentence
+from ..models import resolve_model
+from ..spans import Span, char_span_to_tokens, token_char_offsets
+from .artifact import CLLMFSAdapterConfig
+from .constrained import AnswerGrammar, SubstringConstraint, vocabulary_trie
+from .entity_types import EntityType, as_entity_types
+from .prompts import PromptFormat, PromptMode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodingConfig:
+    """How answers are generated (the paper: temperature 0.01 with top-p, constrained, stop at <im_end>)."""
+
+    constrained: bool = field(default=True, metadata={"help": "Only allow substrings of the input as entities."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample (temperature, top_p) instead of greedy."})
+    temperature: float = field(default=0.01, metadata={"help": "Sampling temperature (with do_sample)."})
+    top_p: float = field(default=0.9, metadata={"help": "Nucleus sampling threshold (with do_sample)."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Longest answer, in tokens."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts generated together."})
+    max_input_tokens: int = field(default=256, metadata={"help": "Longer inputs are split into chunks."})
+    chunk_overlap_words: int = field(default=8, metadata={"help": "Words shared by consecutive chunks."})
+    resolve_overlaps: bool = field(default=True, metadata={"help": "Keep the best-scored of overlapping entities."})
+    prefix_cache: bool = field(default=True, metadata={"help": "Encode a batch's shared prompt prefix once."})
+    prime_answer: bool = field(
+        default=True, metadata={"help": "Put the fixed answer opening in the prompt instead of generating it."}
+    )
+
+
+@dataclass
+class _Job:
+    """One prompt: a chunk of one input and one group of types."""
+
+    text_index: int
+    chunk_offset: int
+    chunk: str
+    boundaries: list[tuple[int, int]]
+    types: list[EntityType]
+    prompt: str
+
+
+class _TokenLogProbs(LogitsProcessor):
+    """Records the log-probability (under the unconstrained model) of each generated token, one step late."""
+
+    def __init__(self):
+        self.previous: torch.Tensor | None = None
+        self.chosen: list[torch.Tensor] = []
+        self.start: int | None = None
+
+    def __call__(self, input_ids, scores):
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        elif self.previous is not None:
+            self.chosen.append(self.previous.gather(1, input_ids[:, -1:]).squeeze(1))
+        self.previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """``(B, new_tokens)`` log-probabilities of the generated tokens."""
+        if self.previous is not None and sequences.shape[1] > self.start + len(self.chosen):
+            self.chosen.append(self.previous.gather(1, sequences[:, self.start + len(self.chosen)].unsqueeze(1)).squeeze(1))
+        if not self.chosen:
+            return torch.zeros(sequences.shape[0], 0)
+        return torch.stack(self.chosen, dim=1)
+
+
+def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own."""
+    limit = min(len(row) for row in rows) - 1
+    length = 0
+    while length < limit and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return length
+
+
+def word_boundaries(text: str) -> list[tuple[int, int]]:
+    """Where entities may start and end in raw text: its words and punctuation marks."""
+    return tokenize_with_offsets(text)[1]
+
+
+def locate(text: str, boundaries: Sequence[tuple[int, int]], strings: Sequence[str]) -> list[tuple[int, int] | None]:
+    """Character ranges of entity strings listed in reading order (``None``: not a word-aligned substring
+    after the previous entity).
+
+    Each string maps to its first word-aligned occurrence at or after the previous entity's end, the rule
+    the constrained decoder enforces, so a string listed twice maps to two successive occurrences.
+    """
+    starts = {s for s, _ in boundaries}
+    ends = {e for _, e in boundaries}
+    cursor = 0
+    found: list[tuple[int, int] | None] = []
+    for string in strings:
+        choice = None
+        position = text.find(string, cursor) if string else -1
+        while position >= 0:
+            if position in starts and position + len(string) in ends:
+                choice = (position, position + len(string))
+                break
+            position = text.find(string, position + 1)
+        if choice is not None:
+            cursor = choice[1]
+        found.append(choice)
+    return found
+
+
+class CLLMFSExtractor:
+    """Entity extraction with a CLLMFS-tuned (or plain, for zero-shot) causal LM.
+
+    Example::
+
+        extractor = CLLMFSExtractor.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="outputs/cllmfs/adapter")
+        extractor("Andrew Little met Jacinda Ardern in Wellington.")
+        # [{'entity_group': 'person', 'score': 0.97, 'word': 'Andrew Little', 'start': 0, 'end': 13}, ...]
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        entity_types: Sequence[EntityType | str] | Mapping[str, str],
+        *,
+        prompt_mode: PromptMode = "per_type",
+        decoding: DecodingConfig | None = None,
+        format_hint: bool = False,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.entity_types = as_entity_types(entity_types)
+        self.format = PromptFormat(tokenizer, prompt_mode, format_hint=format_hint)
+        self.decoding = decoding or DecodingConfig()
+        self.stop_ids = [tokenizer.eos_token_id]
+        self.stats = {"prompts": 0, "entities": 0, "unmatched": 0}
+        self._prefix_caches: dict[tuple[int, ...], object] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str | os.PathLike,
+        adapter: str | os.PathLike | None = None,
+        entity_types: Sequence[EntityType | str] | Mapping[str, str] | None = None,
+        *,
+        prompt_mode: PromptMode | None = None,
+        decoding: DecodingConfig | None = None,
+        format_hint: bool | None = None,
+        torch_dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ) -> "CLLMFSExtractor":
+        """Load the base model (any Hub id or folder; packaged copies offline) and optionally a CLLMFS adapter.
+
+        Without ``entity_types`` the adapter's own types are used. ``format_hint`` defaults to on without an
+        adapter (zero-shot) and off with one (the adapter learnt the format). Never runs remote code.
+        """
+        resolved = resolve_model(model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(resolved, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype, trust_remote_code=False)
+        saved = None
+        if adapter is not None:
+            from peft import PeftModel
+
+            adapter_path = str(adapter) if os.path.isdir(adapter) else _download_adapter(str(adapter))
+            saved = CLLMFSAdapterConfig.load(adapter_path)
+            saved.check_base(model.config, str(adapter))
+            model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
+        if entity_types is None:
+            if saved is None:
+                raise ValueError("entity_types are needed when no adapter is given")
+            entity_types = saved.types
+        if device is not None:
+            model = model.to(device)
+        mode = prompt_mode or (saved.prompt_mode if saved else "per_type")
+        hint = format_hint if format_hint is not None else adapter is None
+        return cls(model, tokenizer, entity_types, prompt_mode=mode, decoding=decoding, format_hint=hint)
+
+    # --- public API ------------------------------------------------------------------------------------
+
+    def __call__(self, inputs: str | Sequence[str], entity_types=None, **kwargs):
+        """Entities of one text (a list of dicts) or of several (a list of lists), like the transformers pipeline."""
+        single = isinstance(inputs, str)
+        results = self.extract([inputs] if single else list(inputs), entity_types=entity_types, **kwargs)
+        return results[0] if single else results
+
+    def extract(
+        self,
+        texts: Sequence[str],
+        entity_types: Sequence[EntityType | str] | Mapping[str, str] | None = None,
+        boundaries: Sequence[Sequence[tuple[int, int]]] | None = None,
+        show_progress: bool = False,
+    ) -> list[list[dict]]:
+        """Entities per text as ``{"entity_group", "score", "word", "start", "end"}`` with ``text[start:end] == word``.
+
+        ``boundaries`` (per text, the character spans of its words) fix where entities may start and end;
+        by default the text's words and punctuation marks.
+        """
+        types = as_entity_types(entity_types) if entity_types is not None else self.entity_types
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"input {i} is a {type(text).__name__}, not a string")
+        jobs = self._jobs(texts, types, boundaries)
+        self._prefix_caches = {}  # the model may have changed since the last call
+        found: list[list[dict]] = [[] for _ in texts]
+        # Batches of one type group share their prompt prefix; within a group, similar lengths pad least.
+        order = sorted(range(len(jobs)), key=lambda j: ([t.label for t in jobs[j].types], len(jobs[j].prompt)))
+        batches = [order[i : i + self.decoding.batch_size] for i in range(0, len(order), self.decoding.batch_size)]
+        iterator = batches
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(batches, desc="extracting", unit="batch")
+        for batch in iterator:
+            for job, entities in zip((jobs[j] for j in batch), self._generate([jobs[j] for j in batch])):
+                found[job.text_index].extend(entities)
+        return [self._finalise(entities) for entities in found]
+
+    def predict_sentences(self, sentences: Sequence[Sentence], **kwargs) -> list[list[Span]]:
+        """Token spans for pre-tokenized sentences (entities aligned to the dataset's own tokens)."""
+        offsets = [token_char_offsets(s.tokens) for s in sentences]
+        results = self.extract([s.text for s in sentences], boundaries=offsets, **kwargs)
+        spans = []
+        for sentence_offsets, entities in zip(offsets, results):
+            row = []
+            for entity in entities:
+                token_range = char_span_to_tokens(sentence_offsets, entity["start"], entity["end"], expand=False)
+                if token_range is not None:
+                    row.append(Span(token_range[0], token_range[1], entity["entity_group"]))
+            spans.append(sorted(set(row)))
+        return spans
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _jobs(self, texts, types, boundaries) -> list[_Job]:
+        jobs = []
+        for index, text in enumerate(texts):
+            if not text.strip():
+                continue
+            words = list(boundaries[index]) if boundaries is not None else word_boundaries(text)
+            if not words:
+                continue
+            for offset, chunk, chunk_words in self._chunks(text, words):
+                for group in self.format.groups(types):
+                    prompt = self.format.build(chunk, group).text
+                    if self.decoding.prime_answer:  # the grammar forces it anyway: one prefill, not ~12 steps
+                        prompt += self.format.answer_prefix
+                    jobs.append(_Job(index, offset, chunk, chunk_words, list(group), prompt))
+        return jobs
+
+    def _chunks(self, text: str, words: list[tuple[int, int]]):
+        """Word-aligned pieces of at most ``max_input_tokens`` tokens, overlapping by a few words."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        limit = self.decoding.max_input_tokens
+        if len(encoded["input_ids"]) <= limit:
+            yield 0, text, words
+            return
+        token_ends = [end for _, end in encoded["offset_mapping"]]
+
+        def tokens_before(char: int) -> int:
+            return bisect.bisect_right(token_ends, char)
+
+        first = 0
+        while first < len(words):
+            last = first
+            while last + 1 < len(words) and tokens_before(words[last + 1][1]) - tokens_before(words[first][0]) <= limit:
+                last += 1
+            start, end = words[first][0], words[last][1]
+            yield start, text[start:end], [(s - start, e - start) for s, e in words[first : last + 1]]
+            if last + 1 >= len(words):
+                break
+            first = max(first + 1, last + 1 - self.decoding.chunk_overlap_words)
+
+    @torch.no_grad()
+    def _encode_batch(self, jobs: list[_Job]) -> dict:
+        """Token ids of a batch: the shared prefix (KV-cached) + padding + each row's rest, or left padding."""
+        tokenizer = self.tokenizer
+        rows = [tokenizer(job.prompt, add_special_tokens=False)["input_ids"] for job in jobs]
+        shared = _common_prefix_length(rows)
+        if not self.decoding.prefix_cache or shared < 2:
+            batch = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
+            return {k: v.to(self.model.device) for k, v in batch.items()}
+        prefix = tuple(rows[0][:shared])
+        cache = self._prefix_caches.get(prefix)
+        if cache is None:
+            cache = self.model(input_ids=torch.tensor([prefix], device=self.model.device), use_cache=True).past_key_values
+            self._prefix_caches = {prefix: cache}  # one prefix (type) at a time: batches come grouped by type
+        longest = max(len(row) for row in rows)
+        pad = tokenizer.pad_token_id
+        input_ids = [list(prefix) + [pad] * (longest - len(row)) + row[shared:] for row in rows]
+        attention = [[1] * shared + [0] * (longest - len(row)) + [1] * (len(row) - shared) for row in rows]
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(len(rows))
+        device = self.model.device
+        return {"input_ids": torch.tensor(input_ids, device=device),
+                "attention_mask": torch.tensor(attention, device=device), "past_key_values": past}
+
+    @torch.no_grad()
+    def _generate(self, jobs: list[_Job]) -> list[list[dict]]:
+        tokenizer = self.tokenizer
+        batch = self._encode_batch(jobs)
+        recorder = _TokenLogProbs()
+        processors = [recorder]
+        if self.decoding.constrained:
+            grammars = [
+                AnswerGrammar.build("" if self.decoding.prime_answer else self.format.answer_prefix,
+                                    self.format.slot_labels(job.types), job.chunk,
+                                    job.boundaries, stop=self.format.stop_text)
+                for job in jobs
+            ]
+            processors.append(SubstringConstraint(grammars, tokenizer, self.stop_ids))
+        sampling = {"do_sample": True, "temperature": self.decoding.temperature, "top_p": self.decoding.top_p} \
+            if self.decoding.do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        sequences = self.model.generate(
+            **batch,
+            max_new_tokens=self.decoding.max_new_tokens,
+            logits_processor=LogitsProcessorList(processors),
+            eos_token_id=self.stop_ids,
+            pad_token_id=tokenizer.pad_token_id,
+            stop_strings=[self.format.stop_text.strip()] if self.format.stop_text else None,
+            tokenizer=tokenizer if self.format.stop_text else None,
+            **sampling,
+        )
+        logprobs = recorder.finish(sequences)
+        generated = sequences[:, batch["input_ids"].shape[1] :].tolist()
+        self.stats["prompts"] += len(jobs)
+        return [self._read_answer(job, ids, logprobs[row].tolist()) for row, (job, ids) in enumerate(zip(jobs, generated))]
+
+    def _read_answer(self, job: _Job, token_ids: list[int], logprobs: list[float]) -> list[dict]:
+        """Entities of one generated answer, with scores from the tokens that spell them."""
+        pieces = vocabulary_trie(self.tokenizer).token_bytes
+        completion_bytes = b""
+        token_spans = []  # byte range of each generated token in the completion
+        for token in token_ids:
+            if token in self.stop_ids or token == self.tokenizer.pad_token_id:
+                break
+            piece = pieces[token] if token < len(pieces) and pieces[token] else b""
+            token_spans.append((len(completion_bytes), len(completion_bytes) + len(piece)))
+            completion_bytes += piece
+        completion = completion_bytes.decode("utf-8", errors="replace")
+        char_to_byte = list(itertools.accumulate((len(c.encode("utf-8")) for c in completion), initial=0))
+        entities = []
+        for entity_type, listed in zip(job.types, self.format.parse(completion, job.types)):
+            located = locate(job.chunk, job.boundaries, [string for string, _, _ in listed])
+            for (string, c_start, c_end), place in zip(listed, located):
+                if place is None:
+                    self.stats["unmatched"] += 1
+                    continue
+                b_start, b_end = char_to_byte[c_start], char_to_byte[c_end]
+                used = [lp for (s, e), lp in zip(token_spans, logprobs) if s < b_end and e > b_start]
+                score = float(torch.tensor(used).mean().exp()) if used else 0.0
+                start, end = place[0] + job.chunk_offset, place[1] + job.chunk_offset
+                entities.append({"entity_group": entity_type.label, "score": score, "word": string, "start": start, "end": end})
+        self.stats["entities"] += len(entities)
+        return entities
+
+    def _finalise(self, entities: list[dict]) -> list[dict]:
+        """Deduplicate (chunks overlap), optionally drop overlapping lower-scored entities, sort by position."""
+        best: dict[tuple[str, int, int], dict] = {}
+        for entity in entities:
+            key = (entity["entity_group"], entity["start"], entity["end"])
+            if key not in best or entity["score"] > best[key]["score"]:
+                best[key] = entity
+        kept = list(best.values())
+        if self.decoding.resolve_overlaps:
+            chosen: list[dict] = []
+            for entity in sorted(kept, key=lambda e: (-e["score"], e["start"])):
+                if all(entity["end"] <= c["start"] or entity["start"] >= c["end"] for c in chosen):
+                    chosen.append(entity)
+            kept = chosen
+        return sorted(kept, key=lambda e: (e["start"], e["end"], e["entity_group"]))
+
+
+def _download_adapter(repo_id: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id)

@@ -1,0 +1,97 @@
+"""recipes/sft_cllmfs.py end to end on a tiny model: episodes, training, extraction, results on disk."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "sft_cllmfs.py"
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    spec = importlib.util.spec_from_file_location("sft_cllmfs", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_config(tmp_path, tiny_llm_dir, shared_data, **overrides):
+    config = yaml.safe_load((RECIPE.parent / "cllmfs" / "wnut17_intra_5shot.yaml").read_text())
+    config.update(
+        model_name_or_path=str(tiny_llm_dir), output_dir=str(tmp_path / "run"), data_dir=str(shared_data),
+        n_way=2, k_shot=1, query_size=6, max_steps=2, per_device_train_batch_size=2, max_new_tokens=8,
+        lora_r=2, lora_alpha=4, use_cpu=True, save_strategy="no", logging_steps=1, disable_tqdm=True,
+    )
+    config.update(overrides)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_default_config_names_the_papers_setting():
+    config = yaml.safe_load((RECIPE.parent / "cllmfs" / "wnut17_intra_5shot.yaml").read_text())
+    assert config["model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (config["dataset"], config["k_shot"], config["n_episodes"]) == ("wnut17", 5, 1)
+    assert config["cl_weight"] == 0.001 and config["cl_layer"] is None
+    assert config["lora_target_modules"] == ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"]
+    assert config["constrained"] is True
+
+
+def test_recipe_trains_extracts_and_writes_results(recipe, tmp_path, tiny_llm_dir, shared_data):
+    summary = recipe.main(["--config", str(tiny_config(tmp_path, tiny_llm_dir, shared_data)), "--n_episodes", "2"])
+    run = tmp_path / "run"
+    assert summary["runs"] == 2 and summary["protocol"] == "intra" and summary["n_way"] == 2
+    assert 0.0 <= summary["micro_f1"]["mean"] <= 1.0 and summary["micro_f1"]["std"] >= 0.0
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["micro_f1"] == summary["micro_f1"] and len(saved["episodes"]) == 2
+    for index in range(2):
+        episode = run / f"episode-{index}"
+        assert (episode / "adapter" / "adapter_model.safetensors").is_file()
+        adapter_config = json.loads((episode / "adapter" / "cllmfs_config.json").read_text())
+        assert "micro_f1" in adapter_config["metrics"] and len(adapter_config["entity_types"]) == 2
+        assert len((episode / "predictions.jsonl").read_text().splitlines()) == 6
+    assert len((run / "episodes.jsonl").read_text().splitlines()) == 2
+    assert yaml.safe_load((run / "config.yaml").read_text())["method"]["method"] == "cllmfs"
+
+
+def test_layered_configs_and_baselines_share_the_episodes(recipe, tmp_path, tiny_llm_dir, shared_data):
+    base = tiny_config(tmp_path, tiny_llm_dir, shared_data, query_size=4)
+    recipe.main(["--config", str(base), "--output_dir", str(tmp_path / "zs"), "--config",
+                 str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml")])
+    recipe.main(["--config", str(base), "--config", str(RECIPE.parent / "cllmfs" / "ablations" / "lora_only.yaml"),
+                 "--output_dir", str(tmp_path / "lora")])
+    zero_shot = json.loads((tmp_path / "zs" / "results.json").read_text())
+    lora = json.loads((tmp_path / "lora" / "results.json").read_text())
+    assert zero_shot["method"] == "zero_shot" and not (tmp_path / "zs" / "episode-0" / "adapter").exists()
+    assert lora["method"] == "cllmfs"
+    assert (tmp_path / "zs" / "episodes.jsonl").read_text() == (tmp_path / "lora" / "episodes.jsonl").read_text()
+    lora_config = yaml.safe_load((tmp_path / "lora" / "config.yaml").read_text())
+    assert lora_config["training"]["cl_weight"] == 0.0
+
+
+def test_unknown_config_key_is_named(recipe, tmp_path, tiny_llm_dir, shared_data):
+    path = tiny_config(tmp_path, tiny_llm_dir, shared_data, learning_rat=0.1)
+    with pytest.raises(ValueError, match="learning_rat"):
+        recipe.main(["--config", str(path)])
+    with pytest.raises(ValueError, match="method must be one of"):
+        recipe.main(["--config", str(tiny_config(tmp_path, tiny_llm_dir, shared_data, method="gliner"))])
+
+
+@pytest.mark.integration
+def test_accelerate_launch_with_two_cpu_processes(tmp_path, tiny_llm_dir, shared_data):
+    """DDP (gloo) on CPU: the path the GPU DDP/FSDP configs take, with two processes."""
+    config = tiny_config(tmp_path, tiny_llm_dir, shared_data, max_steps=2)
+    accelerate_config = RECIPE.parent / "accelerate_configs" / "ddp_cpu.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config), str(RECIPE),
+         "--config", str(config)], capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert summary["runs"] == 1
+    assert "micro-F1" in result.stdout and result.stdout.count("micro-F1") == 2  # printed by the main process only
