@@ -59,6 +59,13 @@ class MethodArguments:
     method: str = field(default="cllmfs", metadata={"help": f"One of {', '.join(METHODS)}."})
     prompt_mode: str = field(default="per_type", metadata={"help": "'per_type' (the paper) or 'all_types'."})
     encoder: str = field(default=MINILM, metadata={"help": "Encoder of the proto/nnshot baselines."})
+    none_ratio: float | None = field(
+        default=None, metadata={"help": "Keep at most this many 'none' SFT examples per example with entities "
+                                        "(None: all, as in the paper)."}
+    )
+    loss_on_answer_prefix: bool = field(
+        default=True, metadata={"help": "Score the answer's fixed opening in the loss (the paper's output)."}
+    )
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -121,7 +128,10 @@ def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodA
 
     model, tokenizer = _load_base(model_args)
     fmt = PromptFormat(tokenizer, method_args.prompt_mode)
-    train_dataset = build_sft_dataset(episode.support, types, fmt, max_negatives=training_args.cl_max_negatives)
+    train_dataset = build_sft_dataset(
+        episode.support, types, fmt, max_negatives=training_args.cl_max_negatives, none_ratio=method_args.none_ratio,
+        loss_on_answer_prefix=method_args.loss_on_answer_prefix, seed=training_args.seed,
+    )
     args = dataclasses.replace(training_args, output_dir=str(output_dir))
     trainer = CLLMFSTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                             peft_config=get_peft_config(model_args))
@@ -182,6 +192,7 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
+    output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if method_args.method in ("proto", "nnshot"):
         from ..baselines import PrototypeTagger

@@ -9,6 +9,7 @@ are right for any BPE or WordPiece tokenizer; the collator carries them into the
 
 from __future__ import annotations
 
+import random
 from bisect import bisect_left, bisect_right
 from typing import Sequence
 
@@ -117,14 +118,24 @@ def build_example(
 
 def build_sft_dataset(
     sentences: Sequence[Sentence], types: Sequence[EntityType], fmt: PromptFormat, *, max_negatives: int = 8,
-    loss_on_answer_prefix: bool = True,
+    loss_on_answer_prefix: bool = True, none_ratio: float | None = None, seed: int = 0,
 ) -> Dataset:
     """The SFT dataset of a support set: one example per (sentence, type), or per sentence in all-types mode.
 
-    Entities of types outside ``types`` are ignored (they are ``O`` in an N-way episode).
+    Entities of types outside ``types`` are ignored (they are ``O`` in an N-way episode). ``none_ratio``
+    keeps at most that many "none" examples (no entity of the prompt's types) per example with entities,
+    drawn with ``seed``: in per-type mode most pairs have no entity, and a small model learns to answer
+    "none" to everything before it learns to find entities. ``None`` keeps them all (the paper).
     """
     if not sentences:
         raise ValueError("the support set is empty")
-    rows = [build_example(s, group, fmt, max_negatives, loss_on_answer_prefix)
-            for s in sentences for group in fmt.groups(types)]
+    pairs = [(s, group) for s in sentences for group in fmt.groups(types)]
+    if none_ratio is not None:
+        labels = lambda group: {t.label for t in group}  # noqa: E731
+        positive = [p for p in pairs if any(span.type in labels(p[1]) for span in p[0].spans)]
+        negative = [p for p in pairs if not any(span.type in labels(p[1]) for span in p[0].spans)]
+        keep = min(len(negative), round(none_ratio * len(positive)))
+        chosen = set(random.Random(seed).sample(range(len(negative)), keep))
+        pairs = positive + [p for i, p in enumerate(negative) if i in chosen]
+    rows = [build_example(s, group, fmt, max_negatives, loss_on_answer_prefix) for s, group in pairs]
     return Dataset.from_list(rows, features=FEATURES)
