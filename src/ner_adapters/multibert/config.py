@@ -1,0 +1,247 @@
+"""Configuration of a Multi-BERT run: core and adapters, data, training, router.
+
+Four dataclasses parsed by ``transformers.HfArgumentParser``. :func:`parse_config` reads a YAML file and
+turns it into command-line arguments placed *before* the real ones, so the CLI overrides the file
+(``recipes/train_multibert.py cfg.yaml --num_train_epochs 2``) and both go through the same type checks
+and choices. A YAML key that no dataclass knows raises :class:`ConfigError` naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+from ..models import MINILM
+
+AdapterKind = Literal["lora", "prefix"]
+VARIANTS = ("multibert", "multibert_scratch", "general_adapter", "general_bert", "spec_bert", "routed")
+
+
+class ConfigError(ValueError):
+    """A config file or command line that cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class ModelArguments:
+    """The frozen core and the per-domain adapters (paper defaults: LoRA r=3, alpha=1; prefix length 22)."""
+
+    core_model: str = field(default=MINILM, metadata={"help": "Hub id or folder of any BERT-family encoder"})
+    adapter_kind: AdapterKind = field(default="lora", metadata={"help": "per-domain adapter: lora or prefix"})
+    lora_r: int = 3
+    lora_alpha: int = 1
+    lora_dropout: float = 0.0
+    prefix_length: int = 22
+    prefix_bottleneck_size: int = field(
+        default=512, metadata={"help": "hidden size of the prefix reparametrization MLP (training only)"}
+    )
+    prefix_flat: bool = field(default=False, metadata={"help": "train the prefix directly, without the MLP"})
+    eject_prefix: bool = field(
+        default=True, metadata={"help": "after training, keep only the prefix itself (drops the MLP)"}
+    )
+    max_length: int = field(default=128, metadata={"help": "sub-tokens per sentence; later words are tagged O"})
+
+    def __post_init__(self) -> None:
+        _check_choice("adapter_kind", self.adapter_kind, ("lora", "prefix"))
+        _check_positive(self, "lora_r", "prefix_length", "prefix_bottleneck_size", "max_length")
+
+
+@dataclass
+class DataArguments:
+    """Which domains to train, how they map to label schemes, and how much of each to use."""
+
+    domains: list[str] = field(
+        default_factory=lambda: ["uner_en_ewt:*"],
+        metadata={"help": "DATASET[:CONFIG][=NAME]; CONFIG '*' expands to every config (genre/domain)"},
+    )
+    schemes: list[str] = field(
+        default_factory=list,
+        metadata={"help": "DATASET=SCHEME to put datasets in one label scheme (default: one scheme per dataset)"},
+    )
+    type_map: list[str] = field(
+        default_factory=list, metadata={"help": "DATASET:SOURCE_TYPE=TARGET_TYPE entity type renames"}
+    )
+    reader_options: list[str] = field(
+        default_factory=list, metadata={"help": "DATASET:KEY=VALUE options for the dataset reader"}
+    )
+    data_dir: Optional[str] = None
+    split_seed: int = field(default=42, metadata={"help": "seed of the train/dev carving for datasets lacking one"})
+    dev_fraction: float = field(default=0.15, metadata={"help": "share held out as dev where a dataset has none"})
+    max_train_sentences: Optional[int] = field(default=None, metadata={"help": "cap per domain (seeded sample)"})
+    max_dev_sentences: Optional[int] = None
+    max_test_sentences: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not self.domains:
+            raise ConfigError("domains: at least one domain is needed")
+        if not 0 < self.dev_fraction < 1:
+            raise ConfigError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
+
+
+@dataclass
+class TrainingArguments:
+    """The two-step procedure and the baselines (paper defaults: batch 16, lr 1e-4, up to 30 epochs)."""
+
+    output_dir: str = "outputs/multibert/run"
+    variants: list[str] = field(
+        default_factory=lambda: ["multibert", "multibert_scratch", "general_adapter", "general_bert", "spec_bert",
+                                 "routed"],
+        metadata={"help": "what to train and evaluate: " + ", ".join(VARIANTS)},
+    )
+    pretrain_mode: Literal["leave_one_out", "shared"] = field(
+        default="leave_one_out",
+        metadata={"help": "step 1: one adapter per domain on the scheme's other domains (leave_one_out), or one "
+                          "adapter on all of them copied into every domain (shared)"},
+    )
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 32
+    learning_rate: float = 1e-4
+    num_train_epochs: float = field(default=30, metadata={"help": "step 2 / single-step cap (early stopping)"})
+    pretrain_epochs: float = field(default=2, metadata={"help": "step 1 epochs ('a couple' in the paper)"})
+    general_epochs: float = field(default=5, metadata={"help": "general adapter cap (early stopping)"})
+    early_stopping_patience: int = 3
+    full_learning_rate: float = field(default=1e-4, metadata={"help": "General-/Spec-BERT full fine-tuning"})
+    full_num_train_epochs: float = 3
+    spec_from_general: bool = field(
+        default=True, metadata={"help": "Spec-BERT starts from General-BERT (the paper) instead of the core"}
+    )
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    logging_steps: int = 50
+    seed: int = 42
+    torch_threads: Optional[int] = field(default=None, metadata={"help": "torch.set_num_threads (None: torch's)"})
+    keep_checkpoints: bool = False
+    save_model: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("pretrain_mode", self.pretrain_mode, ("leave_one_out", "shared"))
+        for variant in self.variants:
+            _check_choice("variants", variant, VARIANTS)
+        if "routed" in self.variants and "multibert" not in self.variants:
+            raise ConfigError("variants: 'routed' tags through the multibert adapters; add 'multibert'")
+        _check_positive(self, "per_device_train_batch_size", "per_device_eval_batch_size", "learning_rate",
+                        "num_train_epochs", "full_learning_rate", "full_num_train_epochs", "general_epochs")
+
+
+@dataclass
+class RouterArguments:
+    """The domain classifier: its own adapter and head, trained on groups of sentences of one domain."""
+
+    train_router: bool = True
+    group_size: int = field(default=8, metadata={"help": "sentences per group (fewer when 512 tokens are full)"})
+    router_max_length: int = 512
+    router_learning_rate: float = 1e-3
+    router_epochs: float = 3
+    confidence_threshold: float = field(
+        default=0.5, metadata={"help": "below this probability the general adapter tags instead"}
+    )
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "group_size", "router_max_length", "router_learning_rate", "router_epochs")
+        if not 0 <= self.confidence_threshold <= 1:
+            raise ConfigError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
+
+
+@dataclass
+class MultiBertConfig:
+    model: ModelArguments
+    data: DataArguments
+    training: TrainingArguments
+    router: RouterArguments
+    source: str | None = None
+
+    def to_dict(self) -> dict:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in ("model", "data", "training", "router")}
+
+
+SECTIONS = (ModelArguments, DataArguments, TrainingArguments, RouterArguments)
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _check_positive(obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(obj, name)}")
+
+
+def _parser():
+    from transformers import HfArgumentParser
+
+    class _Parser(HfArgumentParser):
+        # argparse exits the process on a bad value; a library raises instead.
+        def error(self, message: str):
+            raise ConfigError(message)
+
+    return _Parser(SECTIONS)
+
+
+def _yaml_to_argv(data: dict, parser: argparse.ArgumentParser, source: str) -> list[str]:
+    """The YAML mapping as ``--key value`` arguments, so it gets the CLI's conversions and choices."""
+    actions = {action.dest: action for action in parser._actions}
+    argv: list[str] = []
+    for key, value in data.items():
+        if key not in actions or key == "help":
+            known = sorted(dest for dest in actions if dest != "help")
+            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(known)}")
+        if value is None:
+            if actions[key].default is not None:
+                raise ConfigError(f"{source}: key {key!r} cannot be null")
+            continue
+        if isinstance(value, dict):
+            raise ConfigError(f"{source}: key {key!r} must be a scalar or a list, got a mapping")
+        if isinstance(value, list):
+            if not value:
+                if actions[key].default:
+                    raise ConfigError(f"{source}: key {key!r} cannot be an empty list")
+                continue
+            if actions[key].nargs != "+":
+                raise ConfigError(f"{source}: key {key!r} takes one value, got a list")
+            argv += [f"--{key}", *(str(v) for v in value)]
+        else:
+            if actions[key].nargs == "+":
+                raise ConfigError(f"{source}: key {key!r} takes a list")
+            argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+def parse_config(argv: Sequence[str] | None = None, *, yaml_file: str | Path | None = None) -> MultiBertConfig:
+    """Parse ``[config.yaml] [--key value ...]``: the file first, the command line overriding it."""
+    import yaml
+
+    argv = list(argv or [])
+    if yaml_file is None and argv and not argv[0].startswith("-"):
+        yaml_file, argv = argv[0], argv[1:]
+    parser = _parser()
+    file_argv: list[str] = []
+    if yaml_file is not None:
+        path = Path(yaml_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML ({err})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+        file_argv = _yaml_to_argv(data, parser, str(path))
+        try:  # the file alone first, so a bad value in it is reported with the file's name
+            parser.parse_args_into_dataclasses(args=file_argv)
+        except ValueError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    try:
+        model, data_args, training, router = parser.parse_args_into_dataclasses(args=file_argv + argv)
+    except ValueError as err:  # unused CLI arguments; ConfigError from __post_init__ passes through
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(str(err)) from None
+    return MultiBertConfig(model, data_args, training, router, source=str(yaml_file) if yaml_file else None)
+
+
+__all__ = ["ConfigError", "DataArguments", "ModelArguments", "MultiBertConfig", "RouterArguments",
+           "TrainingArguments", "VARIANTS", "parse_config"]

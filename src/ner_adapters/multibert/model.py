@@ -1,0 +1,486 @@
+"""``MultiBertModel``: one frozen core, one AdapterHub adapter per domain, one tagging head per label scheme.
+
+Built on ``adapters.AutoAdapterModel``. Adapters are named ``ad_<domain>``, tagging heads ``head_<scheme>``
+and the domain classifier ``router`` / ``router_head``, so domains, schemes and the router never collide
+(adapters activates a head with the adapter's name on its own; distinct names keep that from happening).
+
+The library's silent traps (``../shared/reference/stack_notes.md``) are guarded here:
+
+- every activation sets the adapter *and* the head (``train_adapter``/``set_active_adapters`` leave the
+  previous head and its ``config.id2label`` in place) and checks the label map afterwards;
+- an unknown domain, scheme or saved adapter raises :class:`MultiBertError`: nothing ever runs on the
+  bare core or on a head of another label set;
+- switching adapters mutates the shared model, so activation plus forward (and training) hold a lock;
+- prefix tuning cannot be saved with safetensors (its tensors are shared between layers): it is saved
+  with ``torch.save`` and read back by the library with ``torch.load(weights_only=True)``; LoRA adapters
+  and heads use safetensors;
+- a saved set records a fingerprint of its core, and loading it onto another core raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import torch
+
+from ..models import MINILM, resolve_model
+from ..spans import label_names
+from .domains import check_name
+from .tokenization import SentenceInput, TaggedEntity, check_fast, tag
+
+MANIFEST = "multibert.json"
+FORMAT = "ner_adapters.multibert"
+FORMAT_VERSION = 1
+ADAPTER_PREFIX = "ad_"
+HEAD_PREFIX = "head_"
+ROUTER_ADAPTER = "router"
+ROUTER_HEAD = "router_head"
+GENERAL_PREFIX = "general-"
+
+
+class MultiBertError(ValueError):
+    """A wrong or missing domain, scheme or adapter, or a saved set that does not fit its core."""
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """The adapter of a domain: LoRA (the paper's best: r=3, alpha=1) or prefix tuning (length 22)."""
+
+    kind: Literal["lora", "prefix"] = "lora"
+    lora_r: int = 3
+    lora_alpha: int = 1
+    lora_dropout: float = 0.0
+    prefix_length: int = 22
+    prefix_bottleneck_size: int = 512
+    prefix_flat: bool = False
+
+    def to_config(self):
+        from adapters import LoRAConfig, PrefixTuningConfig
+
+        if self.kind == "lora":
+            return LoRAConfig(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout)
+        if self.kind == "prefix":
+            return PrefixTuningConfig(prefix_length=self.prefix_length, bottleneck_size=self.prefix_bottleneck_size,
+                                      flat=self.prefix_flat)
+        raise MultiBertError(f"unknown adapter kind {self.kind!r}; use 'lora' or 'prefix'")
+
+    @classmethod
+    def from_arguments(cls, args) -> "AdapterSpec":
+        """From :class:`~ner_adapters.multibert.config.ModelArguments`."""
+        return cls(args.adapter_kind, args.lora_r, args.lora_alpha, args.lora_dropout, args.prefix_length,
+                   args.prefix_bottleneck_size, args.prefix_flat)
+
+
+def _segments_match(parameter_name: str, module_name: str) -> bool:
+    return module_name in parameter_name.split(".")
+
+
+def core_fingerprint(model) -> dict:
+    """Architecture numbers plus a hash of the word embeddings: enough to tell two cores apart."""
+    config = model.config
+    embeddings = model.get_input_embeddings().weight.detach().to(torch.float32).contiguous().numpy()
+    return {
+        "model_type": config.model_type,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "vocab_size": config.vocab_size,
+        "embeddings_sha256": hashlib.sha256(embeddings.tobytes()).hexdigest(),
+    }
+
+
+class MultiBertModel:
+    """A frozen core with per-domain adapters, per-scheme tagging heads and an optional domain router."""
+
+    def __init__(self, model, tokenizer, core_model: str, *, max_length: int = 128):
+        check_fast(tokenizer)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.core_model = core_model
+        self.max_length = max_length
+        self.schemes: dict[str, tuple[str, ...]] = {}  # scheme -> IOB2 labels
+        self.domains: dict[str, str] = {}  # domain (general adapters included) -> scheme
+        self.adapter_specs: dict[str, AdapterSpec] = {}
+        self.general: dict[str, str] = {}  # scheme -> its general adapter's domain name
+        self.router_domains: list[str] = []
+        self.router_max_length = 512
+        self.router_threshold = 0.5
+        self._lock = threading.RLock()
+        self.model.eval()
+
+    # --- building -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_core(cls, core_model: str = MINILM, *, max_length: int = 128) -> "MultiBertModel":
+        """Load the core (Hub id or folder, through :func:`~ner_adapters.models.resolve_model`)."""
+        from adapters import AutoAdapterModel
+        from transformers import AutoTokenizer
+
+        path = resolve_model(core_model)
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        model = AutoAdapterModel.from_pretrained(path)  # a fresh config object per model, never shared
+        return cls(model, tokenizer, str(core_model), max_length=max_length)
+
+    def add_scheme(self, name: str, types: Sequence[str]) -> tuple[str, ...]:
+        """A label scheme and its tagging head (labels ``O, B-t, I-t, ...`` in ``types`` order)."""
+        check_name("scheme", name)
+        with self._lock:
+            if name in self.schemes:
+                raise MultiBertError(f"scheme {name!r} already exists")
+            labels = tuple(label_names(types))
+            self.model.add_tagging_head(HEAD_PREFIX + name, num_labels=len(labels), id2label=dict(enumerate(labels)))
+            self.model.active_head = None  # nothing is active until activate() says which domain
+            self.schemes[name] = labels
+            return labels
+
+    def add_domain(self, name: str, scheme: str, spec: AdapterSpec = AdapterSpec()) -> None:
+        """A domain of ``scheme`` with a fresh adapter."""
+        check_name("domain", name)
+        if name == ROUTER_ADAPTER:
+            raise MultiBertError(f"{ROUTER_ADAPTER!r} names the domain classifier; choose another domain name")
+        with self._lock:
+            if scheme not in self.schemes:
+                raise MultiBertError(f"unknown scheme {scheme!r}; add it first (schemes: {sorted(self.schemes)})")
+            if name in self.domains:
+                raise MultiBertError(f"domain {name!r} already exists")
+            self.model.add_adapter(ADAPTER_PREFIX + name, config=spec.to_config())
+            self.domains[name] = scheme
+            self.adapter_specs[name] = spec
+
+    def add_general(self, scheme: str, spec: AdapterSpec = AdapterSpec()) -> str:
+        """The scheme's general adapter (trained on all its domains): the router's fallback."""
+        name = GENERAL_PREFIX + scheme
+        self.add_domain(name, scheme, spec)
+        self.general[scheme] = name
+        return name
+
+    def add_router(self, domains: Sequence[str], spec: AdapterSpec = AdapterSpec(), *, max_length: int = 512,
+                   threshold: float = 0.5) -> None:
+        """The domain classifier: its own adapter and classification head over ``domains``."""
+        unknown = [d for d in domains if d not in self.domains]
+        if unknown:
+            raise MultiBertError(f"router domains {unknown} are not domains of this model ({self.domain_names()})")
+        with self._lock:
+            if self.router_domains:
+                raise MultiBertError("this model already has a router")
+            self.model.add_adapter(ROUTER_ADAPTER, config=spec.to_config())
+            self.model.add_classification_head(ROUTER_HEAD, num_labels=len(domains),
+                                               id2label=dict(enumerate(domains)))
+            self.model.active_head = None
+            self.router_domains = list(domains)
+            self.router_max_length = max_length
+            self.router_threshold = threshold
+            self.adapter_specs[ROUTER_ADAPTER] = spec
+
+    def domain_names(self) -> list[str]:
+        """The task domains (general adapters excluded)."""
+        general = set(self.general.values())
+        return [d for d in self.domains if d not in general]
+
+    def scheme_of(self, domain: str) -> str:
+        try:
+            return self.domains[domain]
+        except KeyError:
+            raise MultiBertError(f"unknown domain {domain!r}; this model has {sorted(self.domains)}") from None
+
+    def fallback_domain(self, scheme: str) -> str:
+        """The general adapter of ``scheme``, or its only domain when it has one."""
+        if scheme in self.general:
+            return self.general[scheme]
+        members = [d for d, s in self.domains.items() if s == scheme]
+        if len(members) == 1:
+            return members[0]
+        raise MultiBertError(f"scheme {scheme!r} has {len(members)} domains and no general adapter to fall back on")
+
+    # --- adapter surgery ------------------------------------------------------------------------------
+
+    def _adapter_parameters(self, adapter: str) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.model.named_parameters() if _segments_match(n, adapter)}
+
+    def copy_adapter(self, source: str, target: str) -> None:
+        """Copy the weights of ``source``'s adapter into ``target``'s (same configuration)."""
+        with self._lock:
+            src, dst = ADAPTER_PREFIX + source, ADAPTER_PREFIX + target
+            self.scheme_of(source), self.scheme_of(target)
+            if self.model.adapters_config.get(src) != self.model.adapters_config.get(dst):
+                raise MultiBertError(f"cannot copy adapter {source!r} into {target!r}: their configurations differ")
+            targets = self._adapter_parameters(dst)
+            copied = 0
+            with torch.no_grad():
+                for name, parameter in self._adapter_parameters(src).items():
+                    target_name = ".".join(dst if part == src else part for part in name.split("."))
+                    targets[target_name].copy_(parameter)
+                    copied += 1
+            if copied != len(targets) or not copied:
+                raise MultiBertError(f"copied {copied} tensors into {target!r}, which has {len(targets)}")
+
+    def eject_prefix(self, domain: str) -> bool:
+        """Replace a prefix's reparametrization MLP by the prefix it computes (what gets saved and counted).
+
+        The output is unchanged (checked in the tests); ``False`` when the adapter is not a non-flat prefix.
+        ``domain`` may be ``"router"`` for the classifier's adapter.
+        """
+        from adapters import PrefixTuningConfig
+        from adapters.methods.prefix_tuning import PrefixTuningPool
+
+        name = self._adapter_name(domain)
+        with self._lock:
+            config = self.model.adapters_config.match(name, PrefixTuningConfig)
+            if config is None or config.flat:
+                return False
+            pools = [m for m in self.model.modules() if isinstance(m, PrefixTuningPool) and name in m.prefix_tunings]
+            with torch.no_grad():
+                flat = [{key: prefix.eject().detach().clone() for key, prefix in pool.prefix_tunings[name].items()}
+                        for pool in pools]
+            self.model.delete_adapter(name)
+            self.model.add_adapter(name, config=config.replace(flat=True))
+            pools = [m for m in self.model.modules() if isinstance(m, PrefixTuningPool) and name in m.prefix_tunings]
+            if len(pools) != len(flat):
+                raise MultiBertError(f"ejecting prefix {domain!r}: {len(flat)} prefix pools before, {len(pools)} after")
+            with torch.no_grad():
+                for pool, weights in zip(pools, flat):
+                    for key, prefix in pool.prefix_tunings[name].items():
+                        prefix.control_trans.copy_(weights[key])
+            self.adapter_specs[domain] = AdapterSpec(**{**asdict(self.adapter_specs[domain]), "prefix_flat": True})
+            return True
+
+    # --- activation, training mode ----------------------------------------------------------------------
+
+    def activate(self, domain: str) -> str:
+        """Make ``domain``'s adapter and its scheme's head the active ones; returns the scheme."""
+        with self._lock:
+            scheme = self.scheme_of(domain)
+            adapter, head = ADAPTER_PREFIX + domain, HEAD_PREFIX + scheme
+            self._set_active(adapter, head)
+            expected = dict(enumerate(self.schemes[scheme]))
+            if {int(k): v for k, v in self.model.config.id2label.items()} != expected:
+                raise MultiBertError(f"head {head!r} has labels {self.model.config.id2label}, expected {expected}")
+            return scheme
+
+    def _set_active(self, adapter: str, head: str) -> None:
+        if adapter not in self.model.adapters_config.adapters:
+            raise MultiBertError(f"adapter {adapter!r} is missing from the model")
+        if head not in self.model.heads:
+            raise MultiBertError(f"head {head!r} is missing from the model")
+        self.model.set_active_adapters(adapter)
+        self.model.active_head = head  # also switches config.id2label / label2id
+
+    @contextmanager
+    def training(self, domain: str, *, train_head: bool) -> Iterator[int]:
+        """Hold the model in training mode for ``domain``: its adapter trains, the head only if asked.
+
+        ``train_adapter`` freezes the core but leaves every head trainable and does not switch the active
+        head: both are set here. Yields the number of trainable parameters.
+        """
+        if domain == ROUTER_ADAPTER:
+            adapter, head = ROUTER_ADAPTER, ROUTER_HEAD
+            if not self.router_domains:
+                raise MultiBertError("this model has no router; add_router() first")
+        else:
+            adapter, head = ADAPTER_PREFIX + domain, HEAD_PREFIX + self.scheme_of(domain)
+        with self._lock:
+            try:
+                self.model.train_adapter(adapter)
+                self._set_active(adapter, head)
+                for name, module in self.model.heads.items():
+                    module.requires_grad_(train_head and name == head)
+                yield sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            finally:
+                self.model.requires_grad_(False)
+                self.model.eval()
+
+    # --- prediction ------------------------------------------------------------------------------------
+
+    def _forward(self, encoding: dict) -> torch.Tensor:
+        return self.model(**encoding).logits
+
+    def predict(self, inputs: Sequence[SentenceInput], domain: str, *, batch_size: int = 32) -> list[list[TaggedEntity]]:
+        """Tag sentences (raw strings or token lists) with ``domain``'s adapter and head."""
+        with self._lock, torch.inference_mode():
+            scheme = self.activate(domain)
+            self.model.eval()
+            return tag(self._forward, self.tokenizer, inputs, self.schemes[scheme], self.max_length, batch_size)
+
+    def predict_mixed(self, inputs: Sequence[SentenceInput], domains: Sequence[str], *,
+                      batch_size: int = 32) -> list[list[TaggedEntity]]:
+        """Tag sentences of several domains: grouped by domain, one activation per group, input order kept."""
+        if len(inputs) != len(domains):
+            raise ValueError(f"{len(inputs)} sentences but {len(domains)} domains")
+        groups: dict[str, list[int]] = {}
+        for index, domain in enumerate(domains):
+            self.scheme_of(domain)  # fail before any work
+            groups.setdefault(domain, []).append(index)
+        results: list[list[TaggedEntity]] = [[] for _ in inputs]
+        for domain, indices in groups.items():
+            for index, entities in zip(indices, self.predict([inputs[i] for i in indices], domain,
+                                                             batch_size=batch_size)):
+                results[index] = entities
+        return results
+
+    def classify(self, texts: Sequence[str], *, batch_size: int = 8) -> list[dict[str, float]]:
+        """Domain probabilities of each text (its first ``router_max_length`` tokens)."""
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts")
+        if not self.router_domains:
+            raise MultiBertError("this model has no router")
+        out: list[dict[str, float]] = []
+        with self._lock, torch.inference_mode():
+            self._set_active(ROUTER_ADAPTER, ROUTER_HEAD)
+            self.model.eval()
+            for lo in range(0, len(texts), batch_size):
+                encoding = self.tokenizer(list(texts[lo : lo + batch_size]), truncation=True,
+                                          max_length=self.router_max_length, padding=True, return_tensors="pt")
+                probabilities = torch.softmax(self.model(**encoding).logits.float(), dim=-1)
+                out += [dict(zip(self.router_domains, row.tolist())) for row in probabilities]
+        return out
+
+    # --- parameter counts ------------------------------------------------------------------------------
+
+    def core_parameters(self) -> int:
+        """Parameters of the frozen core (adapters and heads excluded)."""
+        adapters = list(self.model.adapters_config.adapters)
+        return sum(p.numel() for n, p in self.model.base_model.named_parameters()
+                   if not any(_segments_match(n, a) for a in adapters))
+
+    def _adapter_name(self, domain: str) -> str:
+        """The library's name of a domain's adapter (``router``: the classifier's); unknown domains raise."""
+        if domain == ROUTER_ADAPTER:
+            if not self.router_domains:
+                raise MultiBertError("this model has no router")
+            return ROUTER_ADAPTER
+        self.scheme_of(domain)
+        return ADAPTER_PREFIX + domain
+
+    def adapter_parameters(self, domain: str) -> int:
+        """Parameters of a domain's adapter (``"router"``: the classifier's adapter)."""
+        return sum(p.numel() for p in self._adapter_parameters(self._adapter_name(domain)).values())
+
+    def head_parameters(self, scheme: str) -> int:
+        head = ROUTER_HEAD if scheme == ROUTER_ADAPTER else HEAD_PREFIX + scheme
+        if head not in self.model.heads:
+            raise MultiBertError(f"unknown scheme {scheme!r}; this model has {sorted(self.schemes)}")
+        return sum(p.numel() for p in self.model.heads[head].parameters())
+
+    # --- saving and loading ------------------------------------------------------------------------------
+
+    def manifest(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "core_model": self.core_model,
+            "core_fingerprint": core_fingerprint(self.model),
+            "max_length": self.max_length,
+            "schemes": {name: list(labels) for name, labels in self.schemes.items()},
+            "domains": {name: {"scheme": scheme, "adapter": asdict(self.adapter_specs[name])}
+                        for name, scheme in self.domains.items()},
+            "general": dict(self.general),
+            "router": None if not self.router_domains else {
+                "domains": self.router_domains, "max_length": self.router_max_length,
+                "threshold": self.router_threshold, "adapter": asdict(self.adapter_specs[ROUTER_ADAPTER])},
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the whole set to one directory, atomically (a temp folder renamed into place)."""
+        path = Path(path)
+        if path.exists() and not (path / MANIFEST).is_file() and any(path.iterdir()):
+            raise MultiBertError(f"{path} exists and is not a saved Multi-BERT model; refusing to overwrite it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.saving-", dir=path.parent))
+        try:
+            for folder in ("adapters", "heads", "router"):
+                (staging / folder).mkdir()
+            with self._lock:
+                for domain in self.domains:
+                    self._save_adapter(staging / "adapters" / domain, ADAPTER_PREFIX + domain, domain)
+                for scheme in self.schemes:
+                    self.model.save_head(str(staging / "heads" / scheme), HEAD_PREFIX + scheme, use_safetensors=True)
+                if self.router_domains:
+                    self._save_adapter(staging / "router" / "adapter", ROUTER_ADAPTER, ROUTER_ADAPTER)
+                    self.model.save_head(str(staging / "router" / "head"), ROUTER_HEAD, use_safetensors=True)
+                (staging / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, ensure_ascii=False) + "\n",
+                                                encoding="utf-8")
+            staging.chmod(0o755)
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+                os.replace(path, old)
+                os.replace(staging, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return path
+
+    def _save_adapter(self, folder: Path, adapter: str, key: str) -> None:
+        # Prefix tuning shares tensors between layers, which safetensors refuses: torch.save for it.
+        safe = self.adapter_specs[key].kind == "lora"
+        self.model.save_adapter(str(folder), adapter, with_head=False, use_safetensors=safe)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, core_model: str | None = None) -> "MultiBertModel":
+        """Reload a saved set onto its core (or ``core_model``, which must be the same weights)."""
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise MultiBertError(f"{path} is not a saved Multi-BERT model (no {MANIFEST})")
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+            raise MultiBertError(f"{manifest_path}: format {manifest.get('format')!r} version "
+                                 f"{manifest.get('format_version')!r} is not {FORMAT!r} version {FORMAT_VERSION}")
+        self = cls.from_core(core_model or manifest["core_model"], max_length=manifest["max_length"])
+        fingerprint = core_fingerprint(self.model)
+        if fingerprint != manifest["core_fingerprint"]:
+            raise MultiBertError(f"{manifest_path}: the adapters were trained on another core "
+                                 f"({manifest['core_fingerprint']}), not {fingerprint}")
+        for scheme, labels in manifest["schemes"].items():
+            self._load_head(path / "heads" / scheme, HEAD_PREFIX + scheme, labels)
+            self.schemes[scheme] = tuple(labels)
+        for domain, entry in manifest["domains"].items():
+            spec = AdapterSpec(**entry["adapter"])
+            self._load_adapter(path / "adapters" / domain, ADAPTER_PREFIX + domain, spec)
+            self.domains[domain] = entry["scheme"]
+            self.adapter_specs[domain] = spec
+        self.general = dict(manifest["general"])
+        router = manifest["router"]
+        if router:
+            spec = AdapterSpec(**router["adapter"])
+            self._load_adapter(path / "router" / "adapter", ROUTER_ADAPTER, spec)
+            self._load_head(path / "router" / "head", ROUTER_HEAD, router["domains"])
+            self.router_domains = list(router["domains"])
+            self.router_max_length = router["max_length"]
+            self.router_threshold = router["threshold"]
+            self.adapter_specs[ROUTER_ADAPTER] = spec
+        self.model.active_head = None
+        self.model.eval()
+        return self
+
+    def _load_adapter(self, folder: Path, adapter: str, spec: AdapterSpec) -> None:
+        if not (folder / "adapter_config.json").is_file():
+            # Checked here: given a missing folder, the library would look the name up on the Hub.
+            raise MultiBertError(f"adapter folder {folder} is missing or incomplete")
+        info: dict = {}
+        self.model.load_adapter(str(folder), load_as=adapter, with_head=False, set_active=False,
+                                use_safetensors=spec.kind == "lora", loading_info=info)
+        missing = [k for k in info.get("missing_keys", []) if _segments_match(k, adapter)]
+        if missing:
+            raise MultiBertError(f"adapter folder {folder} lacks weights for {missing[:3]}")
+
+    def _load_head(self, folder: Path, head: str, labels: Sequence[str]) -> None:
+        if not (folder / "head_config.json").is_file():
+            raise MultiBertError(f"head folder {folder} is missing or incomplete")
+        self.model.load_head(str(folder), load_as=head, use_safetensors=True)
+        saved = [self.model.get_labels_dict(head)[i] for i in range(len(self.model.get_labels_dict(head)))]
+        if saved != list(labels):
+            raise MultiBertError(f"head folder {folder} has labels {saved}, the manifest says {list(labels)}")
+
+
+__all__ = ["AdapterSpec", "MultiBertError", "MultiBertModel", "core_fingerprint"]

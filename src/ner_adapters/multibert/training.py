@@ -1,0 +1,331 @@
+"""Training: the paper's two steps, the no-pre-training variant, the general adapter and the baselines.
+
+Every run is a ``transformers`` Trainer run (``adapters.AdapterTrainer`` for adapters) that evaluates on
+the dev set each epoch, checkpoints, stops early on dev span-F1 (:mod:`ner_adapters.metrics`) and
+reloads the best checkpoint at the end.
+
+Head sharing (one head per label scheme) follows the paper's section 3. For a scheme with domains D:
+
+1. ``leave_one_out`` (default): for each domain d, a fresh adapter ``ad_d`` is trained together with the
+   scheme's head on the other domains D - d. The head keeps training from one run to the next, so it
+   sees all of the scheme's data. ``shared``: one adapter (the general adapter) is trained with the
+   head on all of D and copied into every domain's adapter (the cheaper reading, section 3 paragraph 2).
+2. Each ``ad_d`` is fine-tuned on d alone with the (final) head frozen.
+
+A scheme with a single domain has no other domains: its adapter and head are trained together on the
+domain (step 1 is skipped). Training "without pre-training" is exactly that, with one scheme per domain.
+The general adapter of a multi-domain scheme is trained on all of D with the final head frozen (in
+``shared`` mode it is the step-1 adapter itself).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..data import Sentence
+from ..metrics import sequence_scores
+from .config import TrainingArguments
+from .domains import DomainData
+from .model import ADAPTER_PREFIX, HEAD_PREFIX, MultiBertModel
+from .tokenization import IGNORE_INDEX, encode_tagging, tag
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """One Trainer run: what it trained, on what, and how it ended."""
+
+    name: str
+    trained: str
+    train_sentences: int
+    trainable_parameters: int
+    best_dev_metric: float | None
+    epochs: float
+    wall_seconds: float
+    log_history: list[dict] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "log_history"}
+
+
+def tagging_dataset(tokenizer, sentences: Sequence[Sentence], labels: Sequence[str], max_length: int, where: str = ""):
+    """A ``datasets.Dataset`` of input ids and aligned labels, ready for a token-classification Trainer."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(encode_tagging(tokenizer, sentences, labels, max_length, where))
+
+
+def span_f1_metric(labels: Sequence[str]) -> Callable:
+    """``compute_metrics`` for the Trainer: span P/R/F1 over the words (first sub-tokens)."""
+
+    def compute(prediction) -> dict[str, float]:
+        gold, predicted = [], []
+        for pred_row, label_row in zip(prediction.predictions, prediction.label_ids):
+            keep = label_row != IGNORE_INDEX
+            gold.append([labels[i] for i in label_row[keep]])
+            predicted.append([labels[i] for i in pred_row[keep]])
+        scores = sequence_scores(gold, predicted, mode="repair").micro
+        return {"f1": scores.f1, "precision": scores.precision, "recall": scores.recall}
+
+    return compute
+
+
+def _argmax(logits, labels):
+    return (logits[0] if isinstance(logits, tuple) else logits).argmax(dim=-1)
+
+
+def trainer_arguments(run_dir: Path, args: TrainingArguments, *, epochs: float, learning_rate: float,
+                      metric: str = "f1"):
+    """Per-run ``transformers.TrainingArguments``: evaluate and checkpoint every epoch, keep the best."""
+    from transformers import TrainingArguments as HFTrainingArguments
+
+    return HFTrainingArguments(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        per_device_eval_batch_size=args.per_device_eval_batch_size,
+        learning_rate=learning_rate,
+        num_train_epochs=epochs,
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=True,
+        save_total_limit=1,
+        save_only_model=True,
+        logging_steps=args.logging_steps,
+        report_to=[],
+        seed=args.seed,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        group_by_length=True,  # batches of similar lengths: less padding (2x faster on UNER email here)
+    )
+
+
+def adapter_trainer_class():
+    from adapters import AdapterTrainer
+
+    class MultiBertAdapterTrainer(AdapterTrainer):
+        """AdapterTrainer whose checkpoints hold the run's adapter (and head, when it trains) only.
+
+        ``AdapterTrainer`` writes every adapter and head at each checkpoint and, at the end, reloads only
+        adapters: a head trained in step 1 would stay at its last epoch while its adapter went back to the
+        best one. Both go back together here.
+        """
+
+        def __init__(self, *args, adapter_name: str, head_name: str, train_head: bool, safetensors: bool, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.adapter_name, self.head_name = adapter_name, head_name
+            self.train_head, self.safetensors = train_head, safetensors
+
+        def _save(self, output_dir: str | None = None, state_dict=None):
+            output_dir = output_dir or self.args.output_dir
+            os.makedirs(output_dir, exist_ok=True)
+            self.model.save_adapter(os.path.join(output_dir, self.adapter_name), self.adapter_name, with_head=False,
+                                    use_safetensors=self.safetensors)
+            if self.train_head:
+                self.model.save_head(os.path.join(output_dir, "head"), self.head_name, use_safetensors=True)
+
+        def _load_best_model(self):
+            checkpoint = self.state.best_model_checkpoint
+            logger.info("loading the best checkpoint %s (%s)", checkpoint, self.state.best_metric)
+            self.model.load_adapter(os.path.join(checkpoint, self.adapter_name), load_as=self.adapter_name,
+                                    with_head=False, use_safetensors=self.safetensors)
+            if self.train_head:
+                self.model.load_head(os.path.join(checkpoint, "head"), load_as=self.head_name, use_safetensors=True)
+
+    return MultiBertAdapterTrainer
+
+
+def finish_run(trainer, run_dir: Path, args: TrainingArguments, name: str, trained: str, n_train: int,
+            trainable: int, started: float) -> RunResult:
+    result = RunResult(name, trained, n_train, trainable, trainer.state.best_metric, trainer.state.epoch or 0.0,
+                       round(time.time() - started, 1), list(trainer.state.log_history))
+    if not args.keep_checkpoints:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    logger.info("%s: best dev %s after %.1f epochs, %.0f s", name, result.best_dev_metric, result.epochs,
+                result.wall_seconds)
+    return result
+
+
+def train_adapter(
+    mbert: MultiBertModel,
+    domain: str,
+    train: Sequence[Sentence],
+    dev: Sequence[Sentence],
+    args: TrainingArguments,
+    *,
+    train_head: bool,
+    epochs: float,
+    run_name: str,
+    learning_rate: float | None = None,
+) -> RunResult:
+    """Train ``domain``'s adapter (and its scheme's head when ``train_head``) on ``train``, best dev F1 kept."""
+    from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback
+
+    scheme = mbert.scheme_of(domain)
+    labels = mbert.schemes[scheme]
+    run_dir = Path(args.output_dir) / "runs" / run_name
+    train_set = tagging_dataset(mbert.tokenizer, train, labels, mbert.max_length, f"{run_name} train: ")
+    dev_set = tagging_dataset(mbert.tokenizer, dev, labels, mbert.max_length, f"{run_name} dev: ")
+    started = time.time()
+    with mbert.training(domain, train_head=train_head) as trainable:
+        trainer = adapter_trainer_class()(
+            model=mbert.model,
+            args=trainer_arguments(run_dir, args, epochs=epochs, learning_rate=learning_rate or args.learning_rate),
+            data_collator=DataCollatorForTokenClassification(mbert.tokenizer),
+            train_dataset=train_set,
+            eval_dataset=dev_set,
+            compute_metrics=span_f1_metric(labels),
+            preprocess_logits_for_metrics=_argmax,
+            callbacks=[EarlyStoppingCallback(args.early_stopping_patience)],
+            adapter_name=ADAPTER_PREFIX + domain,
+            head_name=HEAD_PREFIX + scheme,
+            train_head=train_head,
+            safetensors=mbert.adapter_specs[domain].kind == "lora",
+        )
+        trainer.train()
+    what = f"adapter {domain}" + (f" + head {scheme}" if train_head else f" (head {scheme} frozen)")
+    return finish_run(trainer, run_dir, args, run_name, what, len(train), trainable, started)
+
+
+def _concat(parts: Sequence[Sequence[Sentence]]) -> list[Sentence]:
+    return [s for part in parts for s in part]
+
+
+def train_multibert(
+    mbert: MultiBertModel,
+    domains: Sequence[DomainData],
+    args: TrainingArguments,
+    *,
+    general: bool = True,
+    eject_prefix: bool = True,
+    prefix: str = "multibert",
+) -> list[RunResult]:
+    """Train every domain of ``mbert`` in the paper's two steps (see the module docstring).
+
+    ``domains`` must already be added to ``mbert``; with ``general`` each multi-domain scheme also gets
+    its general adapter. Prefix adapters are ejected to their flat form once fully trained.
+    """
+    data = {d.name: d for d in domains}
+    missing = [d for d in mbert.domain_names() if d not in data]
+    if missing:
+        raise ValueError(f"no data given for domain(s) {missing}")
+    results: list[RunResult] = []
+    by_scheme: dict[str, list[str]] = {}
+    for name in mbert.domain_names():
+        by_scheme.setdefault(mbert.scheme_of(name), []).append(name)
+    for scheme, members in by_scheme.items():
+        if len(members) == 1:
+            only = members[0]
+            results.append(train_adapter(mbert, only, data[only].train, data[only].dev, args, train_head=True,
+                                         epochs=args.num_train_epochs, run_name=f"{prefix}-{only}"))
+            continue
+        spec = mbert.adapter_specs[members[0]]
+        if args.pretrain_mode == "shared":
+            name = mbert.general.get(scheme) or mbert.add_general(scheme, spec)
+            results.append(train_adapter(
+                mbert, name, _concat([data[m].train for m in members]), _concat([data[m].dev for m in members]),
+                args, train_head=True, epochs=args.pretrain_epochs, run_name=f"{prefix}-step1-{scheme}"))
+            for member in members:
+                mbert.copy_adapter(name, member)
+        else:
+            for member in members:
+                others = [m for m in members if m != member]
+                results.append(train_adapter(
+                    mbert, member, _concat([data[m].train for m in others]), _concat([data[m].dev for m in others]),
+                    args, train_head=True, epochs=args.pretrain_epochs, run_name=f"{prefix}-step1-{member}"))
+        for member in members:
+            results.append(train_adapter(mbert, member, data[member].train, data[member].dev, args,
+                                         train_head=False, epochs=args.num_train_epochs,
+                                         run_name=f"{prefix}-step2-{member}"))
+        if general and args.pretrain_mode == "leave_one_out":
+            name = mbert.general.get(scheme) or mbert.add_general(scheme, spec)
+            results.append(train_adapter(
+                mbert, name, _concat([data[m].train for m in members]), _concat([data[m].dev for m in members]),
+                args, train_head=False, epochs=args.general_epochs, run_name=f"{prefix}-general-{scheme}"))
+    if eject_prefix:
+        for name in list(mbert.domains):
+            mbert.eject_prefix(name)
+    return results
+
+
+# --- full fine-tuning baselines (General-BERT, Spec-BERT) -------------------------------------------------
+
+
+class FullTagger:
+    """A fully fine-tuned core with a token-classification head, tagged like a Multi-BERT domain."""
+
+    def __init__(self, model, tokenizer, labels: Sequence[str], max_length: int):
+        self.model, self.tokenizer, self.labels, self.max_length = model, tokenizer, tuple(labels), max_length
+
+    def predict(self, inputs, *, batch_size: int = 32):
+        self.model.eval()
+        with torch.inference_mode():
+            return tag(lambda enc: self.model(**enc).logits, self.tokenizer, inputs, self.labels, self.max_length,
+                       batch_size)
+
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def train_full(
+    core_model: str,
+    labels: Sequence[str],
+    train: Sequence[Sentence],
+    dev: Sequence[Sentence],
+    args: TrainingArguments,
+    *,
+    max_length: int,
+    run_name: str,
+    init: FullTagger | None = None,
+) -> tuple[FullTagger, RunResult]:
+    """Fine-tune the whole core (or a copy of ``init``) on ``train``: the General-/Spec-BERT baselines."""
+    from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
+                              EarlyStoppingCallback, Trainer)
+
+    from ..models import resolve_model
+
+    if init is not None:
+        if tuple(init.labels) != tuple(labels):
+            raise ValueError(f"{run_name}: the initial model has labels {init.labels}, not {tuple(labels)}")
+        tokenizer, model = init.tokenizer, copy.deepcopy(init.model)  # deepcopy: its own config object too
+    else:
+        path = resolve_model(core_model)
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        model = AutoModelForTokenClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)})
+    run_dir = Path(args.output_dir) / "runs" / run_name
+    started = time.time()
+    trainer = Trainer(
+        model=model,
+        args=trainer_arguments(run_dir, args, epochs=args.full_num_train_epochs, learning_rate=args.full_learning_rate),
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        train_dataset=tagging_dataset(tokenizer, train, labels, max_length, f"{run_name} train: "),
+        eval_dataset=tagging_dataset(tokenizer, dev, labels, max_length, f"{run_name} dev: "),
+        compute_metrics=span_f1_metric(labels),
+        preprocess_logits_for_metrics=_argmax,
+        callbacks=[EarlyStoppingCallback(args.early_stopping_patience)],
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainer.train()
+    model.eval()
+    result = finish_run(trainer, run_dir, args, run_name, "full model", len(train), trainable, started)
+    return FullTagger(model, tokenizer, labels, max_length), result
+
+
+__all__ = ["FullTagger", "RunResult", "span_f1_metric", "tagging_dataset",
+           "train_adapter", "train_full", "train_multibert", "trainer_arguments"]

@@ -1,0 +1,80 @@
+"""Multi-BERT with the packaged MiniLM on a slice of real data (UNER English-EWT, bundled): the recipe end to end."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from multibert_tiny import one_torch_thread
+from ner_adapters.metrics import span_scores
+from ner_adapters.models import MINILM
+from ner_adapters.multibert import AdapterSpec, MultiBertModel, parse_config
+from ner_adapters.multibert.domains import load_domains
+
+pytestmark = pytest.mark.integration
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "train_multibert.py"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_torch_thread():
+        yield
+
+
+def recipe_main():
+    spec = importlib.util.spec_from_file_location("train_multibert", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_recipe_on_two_uner_genres(tmp_path, capsys):
+    config = tmp_path / "small.yaml"
+    config.write_text(
+        "core_model: sentence-transformers/all-MiniLM-L6-v2\n"
+        "domains: [uner_en_ewt:weblog, uner_en_ewt:newsgroup]\n"
+        "max_train_sentences: 120\nmax_dev_sentences: 30\nmax_test_sentences: 60\n"
+        "variants: [multibert, general_adapter, routed]\n"
+        "learning_rate: 3.0e-3\npretrain_epochs: 1\nnum_train_epochs: 1\ngeneral_epochs: 1\nrouter_epochs: 1\n"
+        "group_size: 4\nrouter_max_length: 128\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert recipe_main()([str(config), "--output_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| variant | weblog | newsgroup | mean |" in printed and "Router accuracy on" in printed
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["f1"]) == {"multibert", "general_adapter", "routed"}
+    assert set(results["f1"]["multibert"]) == {"weblog", "newsgroup"}
+    assert 0 <= results["router"]["accuracy"] <= 1 and results["router"]["groups"] > 0
+    assert [r["name"] for r in results["runs"]] == [
+        "multibert-step1-weblog", "multibert-step1-newsgroup", "multibert-step2-weblog", "multibert-step2-newsgroup",
+        "multibert-general-uner_en_ewt", "router"]
+
+    # the saved set reloads and scores exactly what the trained model scored
+    model = MultiBertModel.load(out / "model")
+    assert model.core_model == MINILM and model.domain_names() == ["weblog", "newsgroup"]
+    _, domains = load_domains(parse_config([str(config)]).data)
+    for domain in domains:
+        predicted = model.predict([s.tokens for s in domain.test], domain.name)
+        scores = span_scores([s.spans for s in domain.test], [[e.span for e in p] for p in predicted]).to_dict()
+        assert scores == results["scores"]["multibert"][domain.name]
+
+    # the paper's budget: LoRA r=3 on q and v of MiniLM's 6 layers, 0.12% of the core per domain
+    core = results["core_parameters"]
+    assert model.adapter_parameters("weblog") == 6 * 2 * (3 * 384 + 384 * 3) == 27_648
+    assert core == model.core_parameters() > 22_000_000
+    assert model.adapter_parameters("weblog") / core < 0.02
+    row = next(r for r in results["parameters"] if r["variant"] == "multibert [uner_en_ewt]")
+    assert row["saved"] == 27_648 and row["trainable"] == 27_648  # head frozen in step 2
+
+
+def test_minilm_prefix_budget():
+    model = MultiBertModel.from_core(MINILM)
+    model.add_scheme("uner", ["PER", "ORG", "LOC"])
+    model.add_domain("email", "uner", AdapterSpec("prefix"))
+    trained_size = model.adapter_parameters("email")  # with the reparametrization MLP
+    assert model.eject_prefix("email")
+    # prefix length 22 x 6 layers x (key, value) x 384: 0.45% of MiniLM (the MLP alone is ~11%)
+    assert model.adapter_parameters("email") == 22 * 6 * 2 * 384 == 101_376
+    assert model.adapter_parameters("email") / model.core_parameters() < 0.02 < trained_size / model.core_parameters()

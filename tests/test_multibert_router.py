@@ -1,0 +1,134 @@
+"""The domain router: sentence groups, routing with fallback, grouping by adapter, document offsets."""
+
+import pytest
+
+from multibert_tiny import TYPES, build_tiny_core, make_sentences, one_torch_thread, randomize
+from ner_adapters.multibert import DomainRouter, MultiBertError, MultiBertModel, make_groups
+from ner_adapters.multibert.router import document_sentences, split_sentences
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory):
+    return build_tiny_core(tmp_path_factory.mktemp("core"))
+
+
+@pytest.fixture
+def mbert(core):
+    model = MultiBertModel.from_core(str(core), max_length=32)
+    model.add_scheme("toy", TYPES)
+    model.add_scheme("places", ["LOC"])
+    for name in ("news", "sports"):
+        model.add_domain(name, "toy")
+    model.add_domain("travel", "places")
+    model.add_general("toy")
+    model.add_router(["news", "sports", "travel"], max_length=64, threshold=0.6)
+    return model
+
+
+def fixed_classifier(monkeypatch, answers):
+    """The router's classifier answers from a table keyed by the text's first word."""
+    monkeypatch.setattr(MultiBertModel, "classify",
+                        lambda self, texts, **kw: [answers[t.split()[0].lower()] for t in texts])
+
+
+def test_groups_pack_sentences_of_one_domain(core):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(core)
+    data = {"news": make_sentences("news", 30, 0), "sports": make_sentences("sports", 5, 0)}
+    groups = make_groups(data, tokenizer, group_size=8, max_length=512)
+    assert [len(g.sentences) for g in groups] == [8, 8, 8, 6, 5]
+    for group in groups:
+        assert {s.domain for s in group.sentences} == {group.domain}
+        assert group.text == " ".join(s.text for s in group.sentences)
+    # a small token budget makes groups smaller, never cut a sentence unless it alone is too long
+    small = make_groups(data, tokenizer, group_size=8, max_length=24)
+    assert all(len(tokenizer(g.text)["input_ids"]) <= 24 or len(g.sentences) == 1 for g in small)
+    assert max(len(g.sentences) for g in small) < 8
+    assert [s.id for g in small for s in g.sentences] == [s.id for d in data.values() for s in d]
+    shuffled = make_groups(data, tokenizer, seed=3)
+    assert shuffled != groups and sorted(shuffled, key=lambda g: g.sentences[0].id) == \
+        sorted(groups, key=lambda g: g.sentences[0].id)
+
+
+def test_route_and_fallback_below_threshold(mbert, monkeypatch):
+    fixed_classifier(monkeypatch, {"mary": {"news": 0.9, "sports": 0.05, "travel": 0.05},
+                                   "john": {"news": 0.45, "sports": 0.5, "travel": 0.05},
+                                   "we": {"news": 0.2, "sports": 0.2, "travel": 0.6}})
+    router = DomainRouter(mbert)
+    sure = router.route("Mary visited Paris today.")
+    assert (sure.domain, sure.adapter, sure.fallback, sure.probability) == ("news", "news", False, 0.9)
+    unsure = router.route(["john scored twice for arsenal ."])
+    assert (unsure.domain, unsure.adapter, unsure.fallback) == ("sports", "general-toy", True)
+    # a single-domain scheme falls back on its only domain; the threshold is inclusive
+    travel = router.route([["we", "flew", "to", "paris"]])
+    assert (travel.adapter, travel.fallback) == ("travel", False)
+    assert DomainRouter(mbert, threshold=0.95).route("we flew").adapter == "travel"
+    assert DomainRouter(mbert, threshold=0.0).route("john").adapter == "sports"
+
+
+def test_missing_fallback_is_caught_when_the_router_is_built(core):
+    model = MultiBertModel.from_core(str(core), max_length=32)
+    model.add_scheme("toy", TYPES)
+    model.add_domain("news", "toy")
+    model.add_domain("sports", "toy")
+    with pytest.raises(MultiBertError, match="no router"):
+        DomainRouter(model)
+    model.add_router(["news", "sports"], max_length=64)
+    with pytest.raises(MultiBertError, match="no general adapter"):
+        DomainRouter(model, threshold=0.5)
+    DomainRouter(model, threshold=0.0)  # never falls back: nothing needed
+
+
+def test_tag_many_groups_sentences_by_adapter(mbert, monkeypatch):
+    fixed_classifier(monkeypatch, {"mary": {"news": 0.9, "sports": 0.05, "travel": 0.05},
+                                   "john": {"news": 0.3, "sports": 0.4, "travel": 0.3},
+                                   "we": {"news": 0.0, "sports": 0.0, "travel": 1.0}})
+    calls = []
+    original = MultiBertModel.activate
+    monkeypatch.setattr(MultiBertModel, "activate", lambda self, d: calls.append(d) or original(self, d))
+    documents = ["Mary visited Paris. The minister met Ali in Tehran!", ["john scored twice .", "arsenal won ."],
+                 "mary loved the food in shiraz.", [["we", "flew", "to", "berlin"]] * 5, "John met Sara."]
+    routed = DomainRouter(mbert).tag_many(documents)
+    assert sorted(calls) == ["general-toy", "news", "travel"]  # 11 sentences, 3 adapters, 3 activations
+    assert [d.decision.adapter for d in routed] == ["news", "general-toy", "news", "travel", "general-toy"]
+    assert [len(d.sentences) for d in routed] == [2, 2, 1, 5, 1]
+    first = routed[0].sentences
+    assert [(s.text, s.start, s.end) for s in first] == [("Mary visited Paris.", 0, 19),
+                                                         ("The minister met Ali in Tehran!", 20, 51)]
+    for document, result in zip(documents, routed):
+        for sentence in result.sentences:
+            for entity in sentence.entities:
+                source = document if isinstance(document, str) else sentence.text
+                assert source[entity.start : entity.end] == entity.word
+    assert routed[1].as_dict()["sentences"][1]["text"] == "arsenal won ."
+
+
+def test_split_sentences_and_persian_document_offsets():
+    text = "علی در تهران است. سارا\u200cها به شیراز رفتند؟ 😀 عالی بود!\nخط دوم"
+    ranges = split_sentences(text)
+    assert [text[s:e] for s, e in ranges] == ["علی در تهران است.", "سارا\u200cها به شیراز رفتند؟", "😀 عالی بود!",
+                                              "خط دوم"]
+    _, sentences = document_sentences(text)
+    for words, start, end in sentences:
+        assert all(start <= s < e <= end and text[s:e] == w for w, (s, e) in zip(words.words, words.offsets))
+    assert split_sentences("  \n ") == []
+
+
+def test_routed_tagging_of_persian_text_runs_on_the_real_model(mbert):
+    # random adapters and heads, [UNK]-heavy input: the point is that offsets stay right end to end
+    randomize(mbert)
+    document = "علی در تهران است. سارا\u200cها به شیراز 😀 رفتند!"
+    result = DomainRouter(mbert, threshold=0.0).tag(document)
+    assert result.decision.domain in {"news", "sports", "travel"}
+    assert sum(len(s.entities) for s in result.sentences) > 0
+    for sentence in result.sentences:
+        assert document[sentence.start : sentence.end] == sentence.text
+        for entity in sentence.entities:
+            assert document[entity.start : entity.end] == entity.word

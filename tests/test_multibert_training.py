@@ -1,0 +1,164 @@
+"""The two training steps on a tiny BERT: what trains when, best-checkpoint restore, baselines, bad labels."""
+
+import pytest
+import torch
+
+from multibert_tiny import TYPES, build_tiny_core, make_domain, one_torch_thread
+from ner_adapters.data import DataFormatError, Sentence
+from ner_adapters.metrics import span_scores
+from ner_adapters.multibert import AdapterSpec, MultiBertModel, train_full, train_multibert
+from ner_adapters.multibert import training as training_module
+from ner_adapters.multibert.config import TrainingArguments
+from ner_adapters.spans import Span, label_names
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory):
+    return build_tiny_core(tmp_path_factory.mktemp("core"))
+
+
+def arguments(tmp_path, **overrides):
+    values = dict(output_dir=str(tmp_path / "out"), learning_rate=2e-2, pretrain_epochs=1, num_train_epochs=2,
+                  general_epochs=1, per_device_train_batch_size=8, logging_steps=100, early_stopping_patience=5,
+                  full_num_train_epochs=1, full_learning_rate=1e-3)
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
+def model_with(core, kind="lora", toy=("news", "sports", "travel"), holiday=True):
+    """Toy-scheme domains plus, with ``holiday``, a single-domain scheme; returns the model and its data."""
+    mbert = MultiBertModel.from_core(str(core), max_length=32)
+    spec = AdapterSpec(kind, prefix_length=4, prefix_bottleneck_size=16)
+    data = [make_domain(n, "toy", n_train=16) for n in toy]
+    if toy:
+        mbert.add_scheme("toy", TYPES)
+    for d in data:
+        mbert.add_domain(d.name, "toy", spec)
+    if holiday:
+        mbert.add_scheme("places", ["PER", "LOC"])
+        travel_only = make_domain("travel", "places", n_train=16)
+        travel_only.name = "holiday"
+        mbert.add_domain("holiday", "places", spec)
+        data.append(travel_only)
+    return mbert, data
+
+
+def snapshot(mbert, prefix):
+    return {n: p.detach().clone() for n, p in mbert.model.named_parameters() if n.startswith(prefix) or
+            any(part.startswith(prefix) for part in n.split("."))}
+
+
+def changed(before, after):
+    return {n for n in before if not torch.equal(before[n], after[n])}
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Record, for every train_adapter run, which adapters and heads changed."""
+    log = []
+    original = training_module.train_adapter
+
+    def recording(mbert, domain, *args, **kwargs):
+        before = {k: snapshot(mbert, k) for k in ("ad_", "heads.")}
+        result = original(mbert, domain, *args, **kwargs)
+        after = {k: snapshot(mbert, k) for k in ("ad_", "heads.")}
+        adapters = {n.split(".")[n.split(".").index(next(p for p in n.split(".") if p.startswith("ad_")))]
+                    for n in changed(before["ad_"], after["ad_"])}
+        heads = {n.split(".")[1] for n in changed(before["heads."], after["heads."])}
+        log.append((kwargs["run_name"], kwargs["train_head"], adapters, heads, result))
+        return result
+
+    monkeypatch.setattr(training_module, "train_adapter", recording)
+    return log
+
+
+def test_leave_one_out_two_steps(core, tmp_path, spy):
+    mbert, data = model_with(core)
+    results = train_multibert(mbert, data, arguments(tmp_path))
+    runs = [(name, train_head, adapters, heads) for name, train_head, adapters, heads, _ in spy]
+    assert [r.name for r in results] == [r[0] for r in runs]
+    assert runs == [
+        ("multibert-step1-news", True, {"ad_news"}, {"head_toy"}),
+        ("multibert-step1-sports", True, {"ad_sports"}, {"head_toy"}),
+        ("multibert-step1-travel", True, {"ad_travel"}, {"head_toy"}),
+        # step 2: each adapter on its own domain, the shared head frozen
+        ("multibert-step2-news", False, {"ad_news"}, set()),
+        ("multibert-step2-sports", False, {"ad_sports"}, set()),
+        ("multibert-step2-travel", False, {"ad_travel"}, set()),
+        ("multibert-general-toy", False, {"ad_general-toy"}, set()),
+        # a single-domain scheme: no other domains to pre-train on, adapter and head train together
+        ("multibert-holiday", True, {"ad_holiday"}, {"head_places"}),
+    ]
+    sizes = {name: result.train_sentences for name, *_, result in spy}
+    assert sizes["multibert-step1-news"] == 32 and sizes["multibert-step2-news"] == 16
+    assert sizes["multibert-general-toy"] == 48
+    trainable = {name: result.trainable_parameters for name, *_, result in spy}
+    head = mbert.head_parameters("toy")
+    assert trainable["multibert-step1-news"] == mbert.adapter_parameters("news") + head
+    assert trainable["multibert-step2-news"] == mbert.adapter_parameters("news")
+    assert not list((tmp_path / "out" / "runs").glob("*"))  # checkpoints removed unless keep_checkpoints
+
+
+def test_best_checkpoint_is_restored_with_its_head(core, tmp_path, spy):
+    mbert, data = model_with(core, toy=())
+    train_multibert(mbert, data, arguments(tmp_path, num_train_epochs=4, learning_rate=5e-2))
+    (_, _, _, _, result), = spy
+    history = [entry["eval_f1"] for entry in result.log_history if "eval_f1" in entry]
+    assert len(history) == 4 and result.best_dev_metric == max(history)
+    # the restored adapter + head reproduce the best epoch's dev F1 (not the last epoch's)
+    dev = data[0].dev
+    predicted = mbert.predict([s.tokens for s in dev], "holiday")
+    f1 = span_scores([s.spans for s in dev], [[e.span for e in p] for p in predicted]).micro.f1
+    assert f1 == pytest.approx(result.best_dev_metric)
+
+
+def test_shared_mode_copies_the_general_adapter(core, tmp_path, spy, monkeypatch):
+    mbert, data = model_with(core, holiday=False)
+    copies = []
+    original = MultiBertModel.copy_adapter
+    monkeypatch.setattr(MultiBertModel, "copy_adapter", lambda self, s, t: copies.append((s, t)) or original(self, s, t))
+    train_multibert(mbert, data, arguments(tmp_path, pretrain_mode="shared"))
+    assert [(name, adapters, heads) for name, _, adapters, heads, _ in spy] == [
+        ("multibert-step1-toy", {"ad_general-toy"}, {"head_toy"}),
+        ("multibert-step2-news", {"ad_news"}, set()),
+        ("multibert-step2-sports", {"ad_sports"}, set()),
+        ("multibert-step2-travel", {"ad_travel"}, set()),
+    ]
+    assert copies == [("general-toy", "news"), ("general-toy", "sports"), ("general-toy", "travel")]
+
+
+def test_prefix_adapters_are_ejected_after_training(core, tmp_path):
+    mbert, data = model_with(core, "prefix", toy=())
+    train_multibert(mbert, data, arguments(tmp_path, num_train_epochs=1))
+    assert mbert.adapter_specs["holiday"].prefix_flat
+    assert mbert.adapter_parameters("holiday") == 4 * 2 * 2 * 32
+
+
+def test_labels_outside_the_scheme_raise(core, tmp_path):
+    mbert, data = model_with(core, toy=())
+    data[0].train.append(Sentence(["arsenal", "won"], [Span(0, 1, "ORG")], id="bad-1"))
+    with pytest.raises(DataFormatError, match=r"multibert-holiday train: sentence 'bad-1' .*\['ORG'\]"):
+        train_multibert(mbert, data, arguments(tmp_path))
+    with pytest.raises(ValueError, match="no data given"):
+        train_multibert(mbert, [], arguments(tmp_path))
+
+
+def test_full_fine_tuning_baseline(core, tmp_path):
+    data = make_domain("news", "toy", n_train=16)
+    labels = label_names(TYPES)
+    general, result = train_full(str(core), labels, data.train, data.dev, arguments(tmp_path), max_length=32,
+                                 run_name="general")
+    assert result.trainable_parameters == general.parameters() > 20_000  # everything trains
+    spec, _ = train_full(str(core), labels, data.train, data.dev, arguments(tmp_path), max_length=32,
+                         run_name="spec", init=general)
+    assert spec.model is not general.model and spec.model.config is not general.model.config
+    assert len(spec.predict([s.tokens for s in data.test])) == len(data.test)
+    with pytest.raises(ValueError, match="initial model has labels"):
+        train_full(str(core), ["O", "B-X", "I-X"], data.train, data.dev, arguments(tmp_path), max_length=32,
+                   run_name="x", init=general)
