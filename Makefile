@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/sft_cllmfs.py recipes/cllmfs/wnut17_intra_5shot.yaml
+	$(VENV)/bin/accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/sft_cllmfs.py --config recipes/cllmfs/wnut17_intra_5shot.yaml
 
 test: install
 	$(PY) -m pytest -q

@@ -27,12 +27,19 @@ from trl import ModelConfig, TrlParser
 from ner_adapters.cllmfs.cllmfs_config import CLLMFSConfig
 from ner_adapters.cllmfs.experiment import EpisodeArguments, MethodArguments, run_experiment
 from ner_adapters.cllmfs.extraction import DecodingConfig
+from ner_adapters.data import DataFormatError
+from ner_adapters.resume import TrainingInterrupted
+from ner_adapters.yaml_config import ConfigFileError, check_config_file, load_mapping
 
 DEFAULT_CONFIG = Path(__file__).parent / "cllmfs" / "wnut17_intra_5shot.yaml"
 
 
-def merge_configs(argv: list[str]) -> list[str]:
-    """Replace several ``--config FILE`` pairs by one merged file (TrlParser reads a single one)."""
+def merge_configs(argv: list[str], parser=None) -> list[str]:
+    """Replace several ``--config FILE`` pairs by one merged file (TrlParser reads a single one).
+
+    With ``parser``, every file is first checked against it (:func:`ner_adapters.yaml_config.check_config_file`):
+    an unknown key or a value of the wrong type raises an error naming the file, line and key.
+    """
     files, rest, i = [], [], 0
     while i < len(argv):
         if argv[i] == "--config":
@@ -47,9 +54,7 @@ def merge_configs(argv: list[str]) -> list[str]:
         files = [str(DEFAULT_CONFIG)]
     merged: dict = {}
     for name in files:
-        loaded = yaml.safe_load(Path(name).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"{name}: a config must be a YAML mapping")
+        loaded = check_config_file(name, parser) if parser is not None else load_mapping(name)[0]
         merged.update(loaded)
     if len(files) == 1:
         return ["--config", files[0], *rest]
@@ -60,11 +65,29 @@ def merge_configs(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None):
-    argv = merge_configs(list(sys.argv[1:] if argv is None else argv))
     parser = TrlParser((EpisodeArguments, MethodArguments, DecodingConfig, CLLMFSConfig, ModelConfig))
-    episode_args, method_args, decoding, training_args, model_args = parser.parse_args_and_config(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    files = [argv[i + 1] for i, flag in enumerate(argv[:-1]) if flag == "--config"] or [str(DEFAULT_CONFIG)]
+    argv = merge_configs(argv, parser)
+    try:
+        episode_args, method_args, decoding, training_args, model_args = parser.parse_args_and_config(argv)
+    except ValueError as err:  # a dataclass refusing a value: name the files it came from (not the merged copy)
+        raise ConfigFileError(f"{', '.join(files)}: {err}") from None
     return run_experiment(episode_args, method_args, decoding, training_args, model_args)
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` for the command line: a wrong file is one line on stderr, SIGTERM exits 143 after a checkpoint."""
+    try:
+        main(argv)
+    except (ConfigFileError, DataFormatError) as err:  # the user's file is wrong: say where, without a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

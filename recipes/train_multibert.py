@@ -36,4 +36,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ner_adapters.data import DataFormatError
+    from ner_adapters.multibert.config import ConfigError
+    from ner_adapters.resume import TrainingInterrupted
+
+    try:
+        sys.exit(main())
+    except (ConfigError, DataFormatError) as err:  # the user's file is wrong: say where, without a traceback
+        sys.exit(f"error: {err}")
+    except TrainingInterrupted as err:  # SIGTERM: the current run wrote a checkpoint; resume_from_checkpoint: true
+        print(str(err), file=sys.stderr)
+        sys.exit(err.exit_code)

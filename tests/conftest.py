@@ -166,3 +166,43 @@ def tiny_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Hub delivery: tiny artifacts and one push of them (tests/hub_tiny.py)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def multibert_run(tmp_path_factory: pytest.TempPathFactory, hub_api: HfApi):
+    """A saved tiny Multi-BERT model with results.json; its core is a repo of the local Hub."""
+    from hub_tiny import build_multibert_run
+    from multibert_tiny import one_torch_thread
+
+    with one_torch_thread():
+        return build_multibert_run(tmp_path_factory.mktemp("multibert"), hub_api)
+
+
+@pytest.fixture(scope="session")
+def cllmfs_run(tmp_path_factory: pytest.TempPathFactory, hub_api: HfApi, tiny_llm_dir: Path):
+    """A tiny CLLMFS run folder (one episode with its LoRA adapter); its base LLM is a local-Hub repo."""
+    from hub_tiny import build_cllmfs_run
+    from multibert_tiny import one_torch_thread
+
+    with one_torch_thread():
+        return build_cllmfs_run(tmp_path_factory.mktemp("cllmfs"), hub_api, tiny_llm_dir)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory, multibert_run, cllmfs_run) -> dict:
+    """Both runs pushed once by recipes/push_to_hub.py: ``{"report", "prefix", "export_dir", "report_file"}``."""
+    from hub_tiny import load_recipe
+
+    recipe = load_recipe("push_to_hub")
+    root = tmp_path_factory.mktemp("published")
+    prefix = f"tiny-{uuid.uuid4().hex[:6]}"
+    args = recipe.PushArguments(multibert_dir=str(multibert_run.model_dir), cllmfs_runs=[str(cllmfs_run.run_dir)],
+                                repo_prefix=prefix, export_dir=str(root / "export"),
+                                report_file=str(root / "report.json"), example="mary visited paris today .")
+    return {"report": recipe.run(args), "prefix": prefix, "export_dir": root / "export",
+            "report_file": root / "report.json"}

@@ -27,7 +27,7 @@ def test_yaml_then_cli_overrides(tmp_path):
 
 def test_unknown_yaml_key_raises_naming_key_and_file(tmp_path):
     path = write(tmp_path, "lora_r: 3\nlora_rank: 8\n")
-    with pytest.raises(ConfigError, match=r"cfg\.yaml: unknown key 'lora_rank'"):
+    with pytest.raises(ConfigError, match=r"cfg\.yaml:2: unknown key 'lora_rank'"):
         parse_config([str(path)])
 
 

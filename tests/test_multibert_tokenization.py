@@ -46,7 +46,7 @@ def test_encode_rejects_types_outside_the_scheme(tokenizer):
         encode_tagging(tokenizer, [sentence], LABELS, max_length=32, where="train: ")
 
 
-def test_prediction_reads_first_subtokens_and_marks_truncation(tokenizer):
+def test_prediction_reads_first_subtokens_and_windows_long_sentences(tokenizer):
     import torch
 
     seen = {}
@@ -59,12 +59,13 @@ def test_prediction_reads_first_subtokens_and_marks_truncation(tokenizer):
         return logits
 
     words = [["mary", "visiting", "paris"], ["paris"] * 10]
-    with pytest.warns(UserWarning, match="1 sentence"):
-        predicted = predict_word_labels(forward, tokenizer, words, max_length=6, batch_size=8)
+    predicted = predict_word_labels(forward, tokenizer, words, max_length=6, batch_size=8)
     # sentence 0: [CLS]=0 mary=1 visit=2 ##ing=3 paris=4 -> mary O, visiting B-PER (its first piece), paris B-PER
     assert predicted[0][0] == [0, 1, 1]
-    # sentence 1 keeps 4 words (6 minus [CLS]/[SEP]); the rest are O with no score
-    assert predicted[1][0][4:] == [0] * 6 and predicted[1][1][4:] == [None] * 6
+    # sentence 1 (12 sub-tokens with [CLS]/[SEP]) is read in windows of 4 words: every word gets a score, and the
+    # words only the first window holds get that window's labels (word k at position k + 1)
+    assert None not in predicted[1][1]
+    assert predicted[1][0][:3] == [0, 1, 0]
 
 
 PERSIAN = ["علی", "در", "تهران", "می\u200cخواهد", "😀", "بماند", ".", "سارا\u200c", "و", "👩\u200d💻"]

@@ -16,6 +16,7 @@ _EXPORTS = {
     "Sentence": "ner_adapters.data.schema",
     "load_ner_dataset": "ner_adapters.data.registry",
     "Span": "ner_adapters.spans",
+    "pipeline": "ner_adapters.pipelines",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -30,4 +31,5 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from .data.registry import load_ner_dataset
     from .data.schema import Sentence
+    from .pipelines import pipeline
     from .spans import Span

@@ -55,7 +55,10 @@ class CLLMFSAdapterConfig:
             raise AdapterMismatchError(f"{folder} is not a CLLMFS adapter: it has no {CONFIG_NAME}")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
+            config = cls(**data)
+            if not config.types:
+                raise ValueError("it lists no entity types")
+            return config
         except (ValueError, TypeError) as err:
             raise AdapterMismatchError(f"{path}: not a valid CLLMFS adapter config ({err})") from None
 
@@ -85,7 +88,11 @@ def save_adapter(model, tokenizer, output_dir: str | os.PathLike, config: CLLMFS
             backup = output_dir.with_name(f".{output_dir.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
             os.replace(output_dir, backup)
-            os.replace(staging, output_dir)
+            try:
+                os.replace(staging, output_dir)
+            except BaseException:
+                os.replace(backup, output_dir)  # the previous adapter goes back where it was
+                raise
             shutil.rmtree(backup, ignore_errors=True)
         else:
             os.replace(staging, output_dir)

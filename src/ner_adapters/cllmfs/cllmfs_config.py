@@ -24,6 +24,10 @@ class CLLMFSConfig(SFTConfig):
         cl_noise_kind (`str`, defaults to `"uniform"`): ``"uniform"`` (SimGCL: sign-aligned uniform noise) or
             ``"gaussian"``.
         cl_max_negatives (`int`, defaults to `8`): neighbouring spans used as negatives per entity.
+        compact_lm_head (`bool`, defaults to `True`): project only the scored (completion) positions through TRL's
+            fused LM head on every device. TRL does so only where Triton runs (GPUs) and scores every position
+            elsewhere; in CLLMFS most positions are prompt tokens, so on CPU this cuts the LM head's work several
+            times over (see ``benchmarks/README.md``). The loss is the same.
 
     Defaults that differ from [`SFTConfig`]: ``gradient_checkpointing=False`` (the models this targets are small
     and it costs time), ``bf16`` only when a GPU is present (bf16 autocast is much slower on CPU), and
@@ -38,6 +42,9 @@ class CLLMFSConfig(SFTConfig):
     cl_noise_scale: float = field(default=0.1, metadata={"help": "Relative norm of the positive's noise (0: off)."})
     cl_noise_kind: str = field(default="uniform", metadata={"help": "'uniform' (SimGCL) or 'gaussian' noise."})
     cl_max_negatives: int = field(default=8, metadata={"help": "Neighbouring-span negatives per entity."})
+    compact_lm_head: bool = field(
+        default=True, metadata={"help": "Project only the completion positions through the LM head (CPU too)."}
+    )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward."})
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (LoRA)."})
 

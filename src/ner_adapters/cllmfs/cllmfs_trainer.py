@@ -9,7 +9,8 @@ CL are logged separately.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -48,6 +49,76 @@ class ContrastiveCollator:
         return batch
 
 
+@contextmanager
+def compact_fused_lm_head(enabled: bool = True) -> Iterator[None]:
+    """Make TRL's fused LM head project only the positions with a label, on every device.
+
+    TRL 1.16 compacts to the labelled positions only where its Triton kernels run (CUDA, XPU); elsewhere it
+    scores every position, to keep tile shapes fixed for compilers. On CPU nothing recompiles, and in CLLMFS
+    about nine tokens in ten are prompt tokens without a label, so most of the LM head's work (a third of a
+    step for SmolLM2-135M) and its temporary logits go to positions that are masked out afterwards. The
+    per-token outputs are the same (zero on ignored positions either way). A no-op if TRL's internals differ.
+    """
+    try:
+        from trl.trainer import utils as trl_utils
+    except ImportError:  # pragma: no cover
+        enabled = False
+    original = getattr(trl_utils, "_use_triton", None) if enabled else None
+    if original is None:
+        yield
+        return
+    trl_utils._use_triton = lambda device: original(device) or device.type == "cpu"
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
+class _BoolMaskDropout(torch.autograd.Function):
+    """Inverted dropout that keeps a one-byte mask for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        keep = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1 - p)
+        ctx.save_for_backward(keep)
+        ctx.scale = 1 / (1 - p)
+        return x.masked_fill(~keep, 0).mul_(ctx.scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (keep,) = ctx.saved_tensors
+        return grad.masked_fill(~keep, 0).mul_(ctx.scale), None
+
+
+class MaskDropout(nn.Dropout):
+    """``nn.Dropout`` that saves a boolean mask for backward on CPU, where torch saves a float32 noise tensor.
+
+    On CUDA torch's fused kernel already keeps a boolean mask, so this defers to it. LoRA applies dropout to
+    the input of each adapted projection (five per SmolLM2 layer), so on CPU that float noise alone was about
+    0.3 GB of a batch-8 step's activations (see ``benchmarks/README.md``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu" or not torch.is_grad_enabled():
+            return super().forward(x)
+        return _BoolMaskDropout.apply(x, self.p)
+
+
+def use_mask_dropout(model: nn.Module) -> int:
+    """Swap the plain ``nn.Dropout`` modules of PEFT's LoRA layers for :class:`MaskDropout`; returns how many."""
+    swapped = 0
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, nn.ModuleDict):
+            for name, dropout in list(dropouts.items()):
+                if type(dropout) is nn.Dropout and dropout.p > 0:
+                    replacement = MaskDropout(dropout.p, inplace=False)
+                    replacement.train(dropout.training)
+                    dropouts[name] = replacement
+                    swapped += 1
+    return swapped
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder's block list of a (PEFT-wrapped) causal LM."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -81,6 +152,7 @@ class CLLMFSTrainer(SFTTrainer):
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         if not isinstance(self.data_collator, ContrastiveCollator):
             self.data_collator = ContrastiveCollator(self.data_collator)
+        use_mask_dropout(self.model)
         layers = decoder_layers(self.model)
         self.cl_layer = args.cl_layer if args.cl_layer is not None else default_cl_layer(len(layers))
         if not 1 <= self.cl_layer <= len(layers):
@@ -88,6 +160,12 @@ class CLLMFSTrainer(SFTTrainer):
         self._captured: torch.Tensor | None = None
         self._capturing = False
         self._hook = layers[self.cl_layer - 1].register_forward_hook(self._capture_hidden)
+
+    def _get_train_sampler(self, train_dataset=None):
+        """With ``group_by_length``, batches in an order fixed by (seed, epoch): a resumed run sees the same ones."""
+        from ..resume import resumable_train_sampler
+
+        return resumable_train_sampler(self, train_dataset) or super()._get_train_sampler(train_dataset)
 
     def _capture_hidden(self, module, inputs, output) -> None:
         if self._capturing:
@@ -103,7 +181,9 @@ class CLLMFSTrainer(SFTTrainer):
         use_cl = self.args.cl_weight > 0 and pairs is not None
         self._captured, self._capturing = None, use_cl
         try:
-            result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            with compact_fused_lm_head(self.args.compact_lm_head):
+                result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                              num_items_in_batch=num_items_in_batch)
         finally:
             self._capturing = False
         loss, outputs = result if return_outputs else (result, None)

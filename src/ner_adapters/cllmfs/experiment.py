@@ -23,6 +23,7 @@ import yaml
 from ..episodes import Episode, load_episodes, sample_episodes, save_episodes
 from ..metrics import NERScores, span_scores, summarize
 from ..models import MINILM, resolve_model
+from ..resume import CheckpointOnSignal, last_complete_checkpoint
 from ..spans import Span
 from .artifact import CLLMFSAdapterConfig, architecture_fingerprint, save_adapter, update_metrics
 from .cllmfs_config import CLLMFSConfig
@@ -133,9 +134,11 @@ def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodA
         loss_on_answer_prefix=method_args.loss_on_answer_prefix, seed=training_args.seed,
     )
     args = dataclasses.replace(training_args, output_dir=str(output_dir))
+    stop_on_signal = CheckpointOnSignal()
     trainer = CLLMFSTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                            peft_config=get_peft_config(model_args))
+                            peft_config=get_peft_config(model_args), callbacks=[stop_on_signal])
     trainer.train(resume_from_checkpoint=_resume_point(args))
+    stop_on_signal.raise_if_received()  # SIGTERM: a checkpoint was written; this episode is not finished
     return trainer, tokenizer
 
 
@@ -144,10 +147,8 @@ def _resume_point(args: CLLMFSConfig):
     value = args.resume_from_checkpoint
     if value in (None, False, "", "false", "False"):
         return None
-    if value in (True, "true", "True"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        return get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    if value in (True, "true", "True"):  # the last checkpoint a kill did not cut short
+        return last_complete_checkpoint(args.output_dir)
     return value
 
 

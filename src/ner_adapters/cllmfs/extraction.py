@@ -2,9 +2,9 @@
 the answers back to character offsets in the shape of the transformers token-classification pipeline.
 
 Decoding follows the paper: greedy or temperature 0.01 with top-p, stopping at the end-of-turn marker,
-constrained to substrings of the input. Prompts are batched; the prompt prefix a batch shares (the system
-message and the instruction, the same for every sentence of a type) is encoded once and its key/value cache
-reused, with each row's own tokens after it and padding in between. An input longer than
+constrained to substrings of the input. Prompts are batched; the prompt prefix of each type group (the system
+message and the instruction, the same for every sentence of a type) is encoded once per call and its key/value
+cache reused by every row of that group, in any batch, with the row's own tokens after it. An input longer than
 ``max_input_tokens`` is split into overlapping word-aligned chunks whose entities are shifted back to
 document offsets, never silently truncated. A string the model lists twice maps to two successive
 occurrences.
@@ -13,10 +13,11 @@ occurrences.
 from __future__ import annotations
 
 import bisect
-import copy
 import itertools
 import logging
 import os
+import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -100,6 +101,10 @@ def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def _group_key(job: _Job) -> tuple[str, ...]:
+    return tuple(t.label for t in job.types)
+
+
 def word_boundaries(text: str) -> list[tuple[int, int]]:
     """Where entities may start and end in raw text: its words and punctuation marks."""
     return tokenize_with_offsets(text)[1]
@@ -161,6 +166,8 @@ class CLLMFSExtractor:
         self.stop_ids = [tokenizer.eos_token_id]
         self.stats = {"prompts": 0, "entities": 0, "unmatched": 0}
         self._prefix_caches: dict[tuple[int, ...], object] = {}
+        self._group_prefixes: dict[tuple[str, ...], tuple[int, ...]] = {}
+        self._call = threading.local()  # per-thread state of the extract() call in progress (answers cut short)
 
     @classmethod
     def from_pretrained(
@@ -227,19 +234,49 @@ class CLLMFSExtractor:
                 raise TypeError(f"input {i} is a {type(text).__name__}, not a string")
         jobs = self._jobs(texts, types, boundaries)
         self._prefix_caches = {}  # the model may have changed since the last call
+        self._group_prefixes = self._shared_prefixes(jobs) if self.decoding.prefix_cache else {}
         found: list[list[dict]] = [[] for _ in texts]
-        # Batches of one type group share their prompt prefix; within a group, similar lengths pad least.
-        order = sorted(range(len(jobs)), key=lambda j: ([t.label for t in jobs[j].types], len(jobs[j].prompt)))
-        batches = [order[i : i + self.decoding.batch_size] for i in range(0, len(order), self.decoding.batch_size)]
+        batches = self._batches(jobs)
         iterator = batches
         if show_progress:
             from tqdm.auto import tqdm
 
             iterator = tqdm(batches, desc="extracting", unit="batch")
+        self._call.cut = []  # (job, entities) of answers cut by max_new_tokens, see _continue_cut_answers
         for batch in iterator:
             for job, entities in zip((jobs[j] for j in batch), self._generate([jobs[j] for j in batch])):
                 found[job.text_index].extend(entities)
+        self._continue_cut_answers(found)
         return [self._finalise(entities) for entities in found]
+
+    def _continue_cut_answers(self, found: list[list[dict]]) -> None:
+        """Answers that ran into ``max_new_tokens`` before their end are not dropped silently: a one-type answer
+        is asked again on the rest of its chunk, after the last entity it listed, until it ends; an answer that
+        cannot go on (no entity listed before the cut, or several types in one answer) warns."""
+        lost = 0
+        while self._call.cut:
+            jobs, cut = [], self._call.cut
+            self._call.cut = []
+            for job, entities in cut:
+                ends = [e["end"] - job.chunk_offset for e in entities]
+                rest = [(s, e) for s, e in job.boundaries if ends and s >= max(ends)]
+                if len(job.types) != 1 or not ends:
+                    lost += 1
+                elif rest:  # each round starts later in the chunk, so this ends
+                    start, end = rest[0][0], rest[-1][1]
+                    prompt = self.format.build(job.chunk[start:end], job.types).text
+                    jobs.append(_Job(job.text_index, job.chunk_offset + start, job.chunk[start:end],
+                                     [(s - start, e - start) for s, e in rest], job.types,
+                                     prompt + (self.format.answer_prefix if self.decoding.prime_answer else "")))
+            for lo in range(0, len(jobs), self.decoding.batch_size):
+                batch = jobs[lo : lo + self.decoding.batch_size]
+                for job, entities in zip(batch, self._generate(batch)):
+                    found[job.text_index].extend(entities)
+        if lost:
+            self.stats["cut"] = self.stats.get("cut", 0) + lost
+            warnings.warn(f"{lost} answer(s) reached max_new_tokens={self.decoding.max_new_tokens} before their end; "
+                          "entities after that point were not extracted. Raise DecodingConfig.max_new_tokens or "
+                          "lower max_input_tokens", UserWarning, stacklevel=3)
 
     def predict_sentences(self, sentences: Sequence[Sentence], **kwargs) -> list[list[Span]]:
         """Token spans for pre-tokenized sentences (entities aligned to the dataset's own tokens)."""
@@ -275,7 +312,7 @@ class CLLMFSExtractor:
 
     def _chunks(self, text: str, words: list[tuple[int, int]]):
         """Word-aligned pieces of at most ``max_input_tokens`` tokens, overlapping by a few words."""
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         limit = self.decoding.max_input_tokens
         if len(encoded["input_ids"]) <= limit:
             yield 0, text, words
@@ -296,29 +333,88 @@ class CLLMFSExtractor:
                 break
             first = max(first + 1, last + 1 - self.decoding.chunk_overlap_words)
 
-    @torch.no_grad()
-    def _encode_batch(self, jobs: list[_Job]) -> dict:
-        """Token ids of a batch: the shared prefix (KV-cached) + padding + each row's rest, or left padding."""
-        tokenizer = self.tokenizer
-        rows = [tokenizer(job.prompt, add_special_tokens=False)["input_ids"] for job in jobs]
-        shared = _common_prefix_length(rows)
-        if not self.decoding.prefix_cache or shared < 2:
-            batch = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
-            return {k: v.to(self.model.device) for k, v in batch.items()}
-        prefix = tuple(rows[0][:shared])
+    def _shared_prefixes(self, jobs: Sequence[_Job]) -> dict[tuple[str, ...], tuple[int, ...]]:
+        """The prompt tokens every job of a type group starts with (the system message and the instruction)."""
+        rows: dict[tuple[str, ...], list[list[int]]] = {}
+        encoded = self.tokenizer([job.prompt for job in jobs], add_special_tokens=False)["input_ids"] if jobs else []
+        for job, ids in zip(jobs, encoded):
+            rows.setdefault(_group_key(job), []).append(ids)
+        return {key: tuple(group[0][: _common_prefix_length(group)]) for key, group in rows.items()}
+
+    def _batches(self, jobs: Sequence[_Job]) -> list[list[int]]:
+        """Job indices in batches. Sorted by sentence length, so rows pad little. The batches may mix type groups:
+        each row's instruction prefix comes from its group's KV cache (see ``_encode_batch``), so a batch never
+        splits only to keep one prefix, and a few sentences of many types still fill whole batches."""
+        order = sorted(range(len(jobs)), key=lambda j: (len(jobs[j].chunk), _group_key(jobs[j])))
+        return [order[i : i + self.decoding.batch_size] for i in range(0, len(order), self.decoding.batch_size)]
+
+    def _prefix_cache(self, prefix: tuple[int, ...]):
+        """The key/value cache of one prompt prefix, computed once per ``extract`` call."""
         cache = self._prefix_caches.get(prefix)
         if cache is None:
             cache = self.model(input_ids=torch.tensor([prefix], device=self.model.device), use_cache=True).past_key_values
-            self._prefix_caches = {prefix: cache}  # one prefix (type) at a time: batches come grouped by type
-        longest = max(len(row) for row in rows)
-        pad = tokenizer.pad_token_id
-        input_ids = [list(prefix) + [pad] * (longest - len(row)) + row[shared:] for row in rows]
-        attention = [[1] * shared + [0] * (longest - len(row)) + [1] * (len(row) - shared) for row in rows]
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(len(rows))
+            self._prefix_caches[prefix] = cache
+        return cache
+
+    @torch.no_grad()
+    def _encode_batch(self, jobs: list[_Job]) -> dict:
+        """Token ids of a batch, or with the prefix cache: per row, left padding + its group's prefix (KV-cached)
+        + padding + the row's own tokens; only the row's own tokens go through the model here.
+
+        Padding positions are masked and positions come from the attention mask, so every row sees the same
+        positions as alone. A row whose group has no usable prefix gets an empty one (all of it is its own).
+        """
+        tokenizer = self.tokenizer
+        rows = [tokenizer(job.prompt, add_special_tokens=False)["input_ids"] for job in jobs]
+        prefixes: list[tuple[int, ...]] = []
+        if self.decoding.prefix_cache:
+            batch_groups: dict[tuple[str, ...], list[list[int]]] = {}
+            for job, row in zip(jobs, rows):
+                batch_groups.setdefault(_group_key(job), []).append(row)
+            for job, row in zip(jobs, rows):
+                key = _group_key(job)
+                prefix = self._group_prefixes.get(key)
+                if prefix is None or len(row) <= len(prefix) or tuple(row[: len(prefix)]) != prefix:
+                    group = batch_groups[key]  # a job not seen by extract(): what its batch-mates share
+                    prefix = tuple(row[: _common_prefix_length(group)]) if len(group) > 1 else ()
+                prefixes.append(prefix if len(prefix) >= 2 else ())
         device = self.model.device
+        if not any(prefixes):
+            batch = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
+            return {k: v.to(device) for k, v in batch.items()}
+        rests = [row[len(prefix) :] for prefix, row in zip(prefixes, rows)]
+        longest_prefix, longest_rest = max(map(len, prefixes)), max(map(len, rests))
+        pad = tokenizer.pad_token_id
+        input_ids, attention = [], []
+        for prefix, rest in zip(prefixes, rests):
+            lead, gap = longest_prefix - len(prefix), longest_rest - len(rest)
+            input_ids.append([pad] * lead + list(prefix) + [pad] * gap + rest)
+            attention.append([0] * lead + [1] * len(prefix) + [0] * gap + [1] * len(rest))
+        past = self._stack_prefix_caches(prefixes, longest_prefix)
         return {"input_ids": torch.tensor(input_ids, device=device),
                 "attention_mask": torch.tensor(attention, device=device), "past_key_values": past}
+
+    def _stack_prefix_caches(self, prefixes: list[tuple[int, ...]], length: int):
+        """One batch cache from the rows' prefix caches, each left-padded (with masked zeros) to ``length``."""
+        from transformers import DynamicCache
+
+        caches = {prefix: self._prefix_cache(prefix) for prefix in set(prefixes) if prefix}
+        template = next(iter(caches.values()))
+        layers = []
+        for index, layer in enumerate(template.layers):
+            keys, values = [], []
+            for prefix in prefixes:
+                source = caches[prefix].layers[index] if prefix else layer
+                k = source.keys if prefix else layer.keys[:, :, :0]
+                v = source.values if prefix else layer.values[:, :, :0]
+                lead = length - k.shape[2]
+                keys.append(torch.nn.functional.pad(k, (0, 0, lead, 0)))
+                values.append(torch.nn.functional.pad(v, (0, 0, lead, 0)))
+            layers.append((torch.cat(keys), torch.cat(values)))
+        past = DynamicCache()
+        for index, (k, v) in enumerate(layers):
+            past.update(k, v, index)
+        return past
 
     @torch.no_grad()
     def _generate(self, jobs: list[_Job]) -> list[list[dict]]:
@@ -356,8 +452,10 @@ class CLLMFSExtractor:
         pieces = vocabulary_trie(self.tokenizer).token_bytes
         completion_bytes = b""
         token_spans = []  # byte range of each generated token in the completion
+        finished = False
         for token in token_ids:
             if token in self.stop_ids or token == self.tokenizer.pad_token_id:
+                finished = True
                 break
             piece = pieces[token] if token < len(pieces) and pieces[token] else b""
             token_spans.append((len(completion_bytes), len(completion_bytes) + len(piece)))
@@ -377,6 +475,12 @@ class CLLMFSExtractor:
                 start, end = place[0] + job.chunk_offset, place[1] + job.chunk_offset
                 entities.append({"entity_group": entity_type.label, "score": score, "word": string, "start": start, "end": end})
         self.stats["entities"] += len(entities)
+        stop = self.format.stop_text
+        stopped = finished or bool(stop and stop.strip() in completion)
+        if not stopped and len(token_ids) >= self.decoding.max_new_tokens:
+            cut = getattr(self._call, "cut", None)
+            if cut is not None:
+                cut.append((job, entities))  # see _continue_cut_answers
         return entities
 
     def _finalise(self, entities: list[dict]) -> list[dict]:

@@ -36,10 +36,19 @@ def from_token_classification(
     types: list[str] = []
     sentences = []
     for index, row in enumerate(dataset):
-        tags = row[tags_column]
+        tags, tokens = row[tags_column], row[tokens_column]
+        if not isinstance(tags, (list, tuple)) or not isinstance(tokens, (list, tuple)):
+            raise DataFormatError(f"row {index}: fields {tokens_column!r} and {tags_column!r} must be lists")
+        if len(tags) != len(tokens):
+            raise DataFormatError(f"row {index}: {len(tokens)} tokens in field {tokens_column!r} but {len(tags)} tags "
+                                  f"in field {tags_column!r}")
         if tags and not isinstance(tags[0], str):
             if label_list is None:
                 raise DataFormatError(f"{tags_column!r} holds integers but no label names; pass label_list=")
+            bad = [t for t in tags if not isinstance(t, int) or not 0 <= t < len(label_list)]
+            if bad:
+                raise DataFormatError(f"row {index}, field {tags_column!r}: label id(s) {bad} outside the "
+                                      f"{len(label_list)} label names {list(label_list)}")
             tags = [label_list[t] for t in tags]
         try:
             spans = tags_to_spans(tags, scheme)
@@ -48,7 +57,7 @@ def from_token_classification(
         types += [s.type for s in spans if s.type not in types]
         sentences.append(
             Sentence(
-                list(row[tokens_column]),
+                list(tokens),
                 spans,
                 id=str(row.get("id", index)),
                 domain=row.get(domain_column) if domain_column else None,

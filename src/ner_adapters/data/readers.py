@@ -52,11 +52,21 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     return text
 
 
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_COLUMN_SPACES = re.compile(r" +")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines split on CR LF, CR or LF only: ``str.splitlines`` would also split on U+2028, U+0085, U+001C...,
+    characters that can sit inside a token (web text), and shift every later token and line number."""
+    return _NEWLINE.split(text)
+
+
 def _blocks(text: str, comment_prefix: str | None) -> Iterator[tuple[list[tuple[int, str]], list[str]]]:
     """Blank-line separated blocks as ``(numbered data lines, comment lines)``."""
     lines: list[tuple[int, str]] = []
     comments: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             if lines:
                 yield lines, comments
@@ -76,7 +86,11 @@ def _blocks(text: str, comment_prefix: str | None) -> Iterator[tuple[list[tuple[
 def _split_line(line: str, delimiter: str | None) -> list[str]:
     if delimiter is not None:
         return line.split(delimiter)
-    return line.split("\t") if "\t" in line else line.split()
+    if "\t" in line:
+        return line.split("\t")
+    # Runs of ASCII spaces only: str.split() would also split on U+00A0, U+3000 and other Unicode spaces
+    # inside a token, silently cutting the token ("New\u00a0York B-LOC" read as "New").
+    return _COLUMN_SPACES.split(line.strip(" "))
 
 
 def _read_spans(

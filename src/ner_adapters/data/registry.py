@@ -321,7 +321,10 @@ def load_ner_dataset(
         )
     split = _normalise_split(spec, split)
     sentences = load_sentences(name, config, split=split, data_dir=data_dir, **options)
-    dataset = sentences_to_dataset(sentences, spec.types)
+    try:
+        dataset = sentences_to_dataset(sentences, spec.types)
+    except DataFormatError as err:  # a type outside the registered label set: say which files hold it
+        raise DataFormatError(f"{err} (dataset {name!r}, split {split!r})", dataset_folder(name, data_dir)) from None
     dataset.info.description = f"{name} ({spec.language}, {spec.domain}), split {split}"
     dataset.info.license = spec.licence
     dataset.info.citation = spec.citation

@@ -41,7 +41,9 @@ class ModelArguments:
     eject_prefix: bool = field(
         default=True, metadata={"help": "after training, keep only the prefix itself (drops the MLP)"}
     )
-    max_length: int = field(default=128, metadata={"help": "sub-tokens per sentence; later words are tagged O"})
+    max_length: int = field(
+        default=128, metadata={"help": "sub-tokens per forward pass; longer sentences are tagged in overlapping windows"}
+    )
 
     def __post_init__(self) -> None:
         _check_choice("adapter_kind", self.adapter_kind, ("lora", "prefix"))
@@ -113,6 +115,11 @@ class TrainingArguments:
     seed: int = 42
     torch_threads: Optional[int] = field(default=None, metadata={"help": "torch.set_num_threads (None: torch's)"})
     keep_checkpoints: bool = False
+    resume_from_checkpoint: bool = field(
+        default=False,
+        metadata={"help": "resume an interrupted run from its last complete checkpoint (in output_dir/runs); runs "
+                          "that had finished are trained again, to the same weights"},
+    )
     save_model: bool = True
 
     def __post_init__(self) -> None:
@@ -181,14 +188,15 @@ def _parser():
     return _Parser(SECTIONS)
 
 
-def _yaml_to_argv(data: dict, parser: argparse.ArgumentParser, source: str) -> list[str]:
+def _yaml_to_argv(data: dict, parser: argparse.ArgumentParser, source: str, lines: dict | None = None) -> list[str]:
     """The YAML mapping as ``--key value`` arguments, so it gets the CLI's conversions and choices."""
     actions = {action.dest: action for action in parser._actions}
     argv: list[str] = []
     for key, value in data.items():
         if key not in actions or key == "help":
             known = sorted(dest for dest in actions if dest != "help")
-            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(known)}")
+            where = f"{source}:{lines[key]}" if lines and key in lines else source
+            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
         if value is None:
             if actions[key].default is not None:
                 raise ConfigError(f"{source}: key {key!r} cannot be null")
@@ -212,7 +220,7 @@ def _yaml_to_argv(data: dict, parser: argparse.ArgumentParser, source: str) -> l
 
 def parse_config(argv: Sequence[str] | None = None, *, yaml_file: str | Path | None = None) -> MultiBertConfig:
     """Parse ``[config.yaml] [--key value ...]``: the file first, the command line overriding it."""
-    import yaml
+    from ..yaml_config import ConfigFileError, load_mapping
 
     argv = list(argv or [])
     if yaml_file is None and argv and not argv[0].startswith("-"):
@@ -224,12 +232,10 @@ def parse_config(argv: Sequence[str] | None = None, *, yaml_file: str | Path | N
         if not path.is_file():
             raise ConfigError(f"config file {path} not found")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML ({err})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
-        file_argv = _yaml_to_argv(data, parser, str(path))
+            data, lines = load_mapping(path)
+        except ConfigFileError as err:
+            raise ConfigError(str(err)) from None
+        file_argv = _yaml_to_argv(data, parser, str(path), lines)
         try:  # the file alone first, so a bad value in it is reported with the file's name
             parser.parse_args_into_dataclasses(args=file_argv)
         except ValueError as err:

@@ -56,7 +56,10 @@ class DomainData:
                 if extra:
                     raise DataFormatError(f"domain {name!r}, {split} split: its label set has type(s) {extra} that "
                                           f"scheme {scheme!r} lacks (scheme types: {list(types)})")
-            parts.append(dataset_to_sentences(dataset))
+            try:
+                parts.append(dataset_to_sentences(dataset))
+            except DataFormatError as err:
+                raise DataFormatError(f"domain {name!r}, {split} split: {err}") from None
         return cls(check_name("domain", name), scheme, *parts)
 
 

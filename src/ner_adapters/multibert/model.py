@@ -266,6 +266,18 @@ class MultiBertModel:
                 raise MultiBertError(f"head {head!r} has labels {self.model.config.id2label}, expected {expected}")
             return scheme
 
+    @contextmanager
+    def active(self, domain: str) -> Iterator[tuple[str, ...]]:
+        """Hold the model with ``domain``'s adapter and head active; yields the head's labels.
+
+        For callers that run their own forward pass (``ner_adapters.pipeline``): activation and forward must
+        happen under one lock, or a concurrent call could switch the adapter in between.
+        """
+        with self._lock:
+            scheme = self.activate(domain)
+            self.model.eval()
+            yield self.schemes[scheme]
+
     def _set_active(self, adapter: str, head: str) -> None:
         if adapter not in self.model.adapters_config.adapters:
             raise MultiBertError(f"adapter {adapter!r} is missing from the model")
@@ -301,7 +313,8 @@ class MultiBertModel:
     # --- prediction ------------------------------------------------------------------------------------
 
     def _forward(self, encoding: dict) -> torch.Tensor:
-        return self.model(**encoding).logits
+        device = self.model.device
+        return self.model(**{k: v.to(device) for k, v in encoding.items()}).logits
 
     def predict(self, inputs: Sequence[SentenceInput], domain: str, *, batch_size: int = 32) -> list[list[TaggedEntity]]:
         """Tag sentences (raw strings or token lists) with ``domain``'s adapter and head."""
@@ -332,15 +345,24 @@ class MultiBertModel:
             raise TypeError("pass a list of texts")
         if not self.router_domains:
             raise MultiBertError("this model has no router")
-        out: list[dict[str, float]] = []
+        # Documents differ in length by two orders of magnitude: batched in input order, short ones are padded to
+        # the longest of their batch. Batches of similar lengths (results put back in input order) pad least.
+        texts = list(texts)
+        with self._lock:  # a fast tokenizer is not thread-safe ("Already borrowed"): predict() uses it under the lock
+            encoded = self.tokenizer(texts, truncation=True, max_length=self.router_max_length)["input_ids"]
+        lengths = [len(ids) for ids in encoded]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        out: list[dict[str, float]] = [{} for _ in texts]
         with self._lock, torch.inference_mode():
             self._set_active(ROUTER_ADAPTER, ROUTER_HEAD)
             self.model.eval()
-            for lo in range(0, len(texts), batch_size):
-                encoding = self.tokenizer(list(texts[lo : lo + batch_size]), truncation=True,
-                                          max_length=self.router_max_length, padding=True, return_tensors="pt")
-                probabilities = torch.softmax(self.model(**encoding).logits.float(), dim=-1)
-                out += [dict(zip(self.router_domains, row.tolist())) for row in probabilities]
+            for lo in range(0, len(order), batch_size):
+                chunk = order[lo : lo + batch_size]
+                batch = self.tokenizer([texts[i] for i in chunk], truncation=True, max_length=self.router_max_length,
+                                       padding=True, return_tensors="pt")
+                probabilities = torch.softmax(self._forward(batch).float(), dim=-1)
+                for i, row in zip(chunk, probabilities):
+                    out[i] = dict(zip(self.router_domains, row.tolist()))
         return out
 
     # --- parameter counts ------------------------------------------------------------------------------
@@ -412,7 +434,11 @@ class MultiBertModel:
             if path.exists():
                 old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
                 os.replace(path, old)
-                os.replace(staging, path)
+                try:
+                    os.replace(staging, path)
+                except BaseException:
+                    os.replace(old, path)  # the previous set goes back where it was
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(staging, path)
@@ -432,10 +458,23 @@ class MultiBertModel:
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
             raise MultiBertError(f"{path} is not a saved Multi-BERT model (no {MANIFEST})")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise MultiBertError(f"{manifest_path}: not valid JSON ({err})") from None
+        if not isinstance(manifest, dict):
+            raise MultiBertError(f"{manifest_path}: expected a JSON object")
         if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
             raise MultiBertError(f"{manifest_path}: format {manifest.get('format')!r} version "
                                  f"{manifest.get('format_version')!r} is not {FORMAT!r} version {FORMAT_VERSION}")
+        missing = [k for k in ("core_model", "core_fingerprint", "max_length", "schemes", "domains", "general", "router")
+                   if k not in manifest]
+        unknown_schemes = sorted({str(e.get("scheme")) for e in manifest.get("domains", {}).values()
+                                  if isinstance(e, dict)} - set(manifest.get("schemes", {})))
+        if missing or unknown_schemes:
+            problem = f"missing field(s) {missing}" if missing else f"domains use scheme(s) {unknown_schemes} " \
+                f"that field 'schemes' does not define"
+            raise MultiBertError(f"{manifest_path}: {problem}")
         self = cls.from_core(core_model or manifest["core_model"], max_length=manifest["max_length"])
         fingerprint = core_fingerprint(self.model)
         if fingerprint != manifest["core_fingerprint"]:

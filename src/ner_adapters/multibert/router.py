@@ -25,10 +25,11 @@ import numpy as np
 
 from ..data import Sentence
 from ..data.readers import tokenize_with_offsets
+from ..resume import CheckpointOnSignal
 from .config import RouterArguments, TrainingArguments
 from .model import ROUTER_ADAPTER, ROUTER_HEAD, MultiBertError, MultiBertModel
 from .tokenization import TaggedEntity, Words, as_words
-from .training import RunResult, adapter_trainer_class, finish_run, trainer_arguments
+from .training import RunResult, adapter_trainer_class, finish_run, resume_point, trainer_arguments
 
 Document = Union[str, Sequence[str], Sequence[Sequence[str]]]
 _SENTENCE = re.compile(r"[^\n.!?؟…]*(?:[.!?؟…]+|\n|$)")
@@ -104,22 +105,24 @@ def train_router(
     train_set = _classification_dataset(mbert.tokenizer, train_groups, mbert.router_domains, mbert.router_max_length)
     dev_set = _classification_dataset(mbert.tokenizer, dev_groups, mbert.router_domains, mbert.router_max_length)
     started = time.time()
+    stop_on_signal = CheckpointOnSignal()
     with mbert.training(ROUTER_ADAPTER, train_head=True) as trainable:
         trainer = adapter_trainer_class()(
             model=mbert.model,
             args=trainer_arguments(run_dir, args, epochs=router_args.router_epochs,
-                                   learning_rate=router_args.router_learning_rate, metric="accuracy"),
+                                   learning_rate=router_args.router_learning_rate, metric="accuracy", full_state=True),
             data_collator=DataCollatorWithPadding(mbert.tokenizer),
             train_dataset=train_set,
             eval_dataset=dev_set,
             compute_metrics=_accuracy,
-            callbacks=[EarlyStoppingCallback(args.early_stopping_patience)],
+            callbacks=[EarlyStoppingCallback(args.early_stopping_patience), stop_on_signal],
             adapter_name=ROUTER_ADAPTER,
             head_name=ROUTER_HEAD,
             train_head=True,
             safetensors=mbert.adapter_specs[ROUTER_ADAPTER].kind == "lora",
         )
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_point(run_dir, args))
+    stop_on_signal.raise_if_received()
     return finish_run(trainer, run_dir, args, run_name, "router adapter + head", len(train_groups), trainable, started)
 
 

@@ -3,9 +3,10 @@
 Training: the first sub-token of each word carries the word's label, later sub-tokens and special tokens
 get -100 (ignored by the loss). Prediction reads the label of each word's first sub-token, so one word
 gets one label, and entities come back with character offsets into the text the caller gave:
-``text[start:end] == word``, the convention of transformers' token-classification pipeline. Words past
-``max_length`` sub-tokens, and words the tokenizer drops entirely (a lone zero-width non-joiner), are
-tagged ``O``.
+``text[start:end] == word``, the convention of transformers' token-classification pipeline. A sentence
+longer than ``max_length`` sub-tokens is tagged in overlapping windows of whole words (each word labelled by
+the window where it sits most centrally), never cut; words the tokenizer drops entirely (a lone zero-width
+non-joiner) are tagged ``O``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,16 @@ def encode_tagging(
     encoding = tokenizer([s.tokens for s in sentences], is_split_into_words=True, truncation=True,
                          max_length=max_length)
     aligned = [align_labels(encoding.word_ids(i), wl) for i, wl in enumerate(word_labels)]
+    cut = [s.id for i, s in enumerate(sentences) if _last_word(encoding.word_ids(i)) < len(s.tokens) - 1
+           and len(encoding["input_ids"][i]) >= max_length]
+    if cut:
+        warnings.warn(f"{where}{len(cut)} sentence(s) longer than max_length={max_length} sub-tokens (first: "
+                      f"{cut[0]!r}): their words past it are not trained on", stacklevel=2)
     return {**encoding, "labels": aligned}
+
+
+def _last_word(word_ids: Sequence[int | None]) -> int:
+    return max((w for w in word_ids if w is not None), default=-1)
 
 
 @dataclass(frozen=True)
@@ -113,14 +123,58 @@ Forward = Callable[[dict], torch.Tensor]
 def predict_word_labels(
     forward: Forward, tokenizer, word_lists: Sequence[Sequence[str]], max_length: int, batch_size: int = 32
 ) -> list[tuple[list[int], list[float | None]]]:
-    """Label id and probability of each word (its first sub-token); ``O`` (id 0) for untagged words.
+    """Label id and probability of each word (its first sub-token); ``O`` (id 0) for words without sub-tokens.
 
-    Sentences are batched by length so padding stays small; ``forward`` maps a tokenized batch to logits.
+    Sentences are batched by length so padding stays small; ``forward`` maps a tokenized batch to logits. A
+    sentence longer than ``max_length`` sub-tokens is tagged window by window (:func:`word_windows`).
     """
     check_fast(tokenizer)
-    results: list[tuple[list[int], list[float | None]]] = [([], []) for _ in word_lists]
+    results, truncated = _predict_rows(forward, tokenizer, word_lists, max_length, batch_size)
+    windows: list[tuple[int, int, int]] = []  # (sentence, first word, end word)
+    for index in truncated:
+        windows += [(index, a, b) for a, b in word_windows(tokenizer, word_lists[index], max_length)]
+    if windows:
+        pieces, _ = _predict_rows(forward, tokenizer, [list(word_lists[i][a:b]) for i, a, b in windows], max_length,
+                                  batch_size)
+        best: dict[tuple[int, int], int] = {}  # (sentence, word) -> distance to its window's nearer edge
+        for (index, a, b), (label_ids, scores) in zip(windows, pieces):
+            target_ids, target_scores = results[index]
+            for offset, (label, score) in enumerate(zip(label_ids, scores)):
+                word, margin = a + offset, min(offset, b - a - 1 - offset)
+                if margin >= best.get((index, word), -1):
+                    best[(index, word)] = margin
+                    target_ids[word], target_scores[word] = label, score
+    return results
+
+
+def word_windows(tokenizer, words: Sequence[str], max_length: int) -> list[tuple[int, int]]:
+    """Word ranges ``[a, b)`` whose sub-tokens fit in ``max_length`` with the special tokens, each starting a
+    third of a window before the previous one ends, so every word is read with context around it."""
+    budget = max(1, max_length - tokenizer.num_special_tokens_to_add(pair=False))
+    counts = [0] * len(words)
+    for word_id in tokenizer(list(words), is_split_into_words=True, add_special_tokens=False).word_ids():
+        if word_id is not None:
+            counts[word_id] += 1
+    windows, first = [], 0
+    while first < len(words):
+        end, used = first, 0
+        while end < len(words) and (end == first or used + counts[end] <= budget):
+            used, end = used + counts[end], end + 1
+        windows.append((first, end))
+        if end >= len(words):
+            break
+        start, back = end, 0
+        while start > first + 1 and back + counts[start - 1] <= budget // 3:
+            start, back = start - 1, back + counts[start - 1]
+        first = start
+    return windows
+
+
+def _predict_rows(forward, tokenizer, word_lists, max_length, batch_size):
+    """One forward per batch; also returns the sentences whose sub-tokens did not all fit in ``max_length``."""
+    results: list[tuple[list[int], list[float | None]]] = [([0] * len(w), [None] * len(w)) for w in word_lists]
     order = sorted((i for i, w in enumerate(word_lists) if w), key=lambda i: len(word_lists[i]))
-    truncated = 0
+    truncated = []
     for lo in range(0, len(order), batch_size):
         chunk = order[lo : lo + batch_size]
         encoding = tokenizer([list(word_lists[i]) for i in chunk], is_split_into_words=True, truncation=True,
@@ -129,7 +183,7 @@ def predict_word_labels(
         best_probability, best_label = probabilities.max(dim=-1)
         for row, index in enumerate(chunk):
             n_words = len(word_lists[index])
-            label_ids, scores = [0] * n_words, [None] * n_words
+            label_ids, scores = results[index]
             seen = set()
             for position, word_id in enumerate(encoding.word_ids(row)):
                 if word_id is None or word_id in seen:
@@ -137,13 +191,9 @@ def predict_word_labels(
                 seen.add(word_id)
                 label_ids[word_id] = int(best_label[row, position])
                 scores[word_id] = float(best_probability[row, position])
-            if seen and max(seen) < n_words - 1 and encoding["attention_mask"][row].sum() >= max_length:
-                truncated += 1
-            results[index] = (label_ids, scores)
-    if truncated:
-        warnings.warn(f"{truncated} sentence(s) longer than max_length={max_length} sub-tokens: their last words "
-                      "were tagged O", stacklevel=2)
-    return results
+            if max(seen, default=-1) < n_words - 1 and encoding["attention_mask"][row].sum() >= max_length:
+                truncated.append(index)
+    return results, truncated
 
 
 def entities_from_labels(
@@ -182,4 +232,4 @@ def tag(
 
 
 __all__ = ["IGNORE_INDEX", "SentenceInput", "TaggedEntity", "Words", "align_labels", "as_words", "check_fast",
-           "encode_tagging", "entities_from_labels", "predict_word_labels", "tag"]
+           "encode_tagging", "entities_from_labels", "predict_word_labels", "tag", "word_windows"]

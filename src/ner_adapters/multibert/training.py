@@ -33,6 +33,7 @@ import torch
 
 from ..data import Sentence
 from ..metrics import sequence_scores
+from ..resume import CheckpointOnSignal, last_complete_checkpoint, resumable_train_sampler
 from .config import TrainingArguments
 from .domains import DomainData
 from .model import ADAPTER_PREFIX, HEAD_PREFIX, MultiBertModel
@@ -85,8 +86,12 @@ def _argmax(logits, labels):
 
 
 def trainer_arguments(run_dir: Path, args: TrainingArguments, *, epochs: float, learning_rate: float,
-                      metric: str = "f1"):
-    """Per-run ``transformers.TrainingArguments``: evaluate and checkpoint every epoch, keep the best."""
+                      metric: str = "f1", full_state: bool = False):
+    """Per-run ``transformers.TrainingArguments``: evaluate and checkpoint every epoch, keep the best.
+
+    Checkpoints hold the optimizer, scheduler and RNG state too (what resuming needs) with ``full_state`` (adapter
+    runs: a few MB) or ``args.resume_from_checkpoint``; otherwise only the weights (full fine-tuning baselines).
+    """
     from transformers import TrainingArguments as HFTrainingArguments
 
     return HFTrainingArguments(
@@ -103,7 +108,8 @@ def trainer_arguments(run_dir: Path, args: TrainingArguments, *, epochs: float, 
         metric_for_best_model=metric,
         greater_is_better=True,
         save_total_limit=1,
-        save_only_model=True,
+        save_only_model=not (full_state or args.resume_from_checkpoint),
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience count, when resuming
         logging_steps=args.logging_steps,
         report_to=[],
         seed=args.seed,
@@ -138,6 +144,17 @@ def adapter_trainer_class():
             if self.train_head:
                 self.model.save_head(os.path.join(output_dir, "head"), self.head_name, use_safetensors=True)
 
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            # AdapterTrainer's own loader reads every adapter as pytorch_adapter.bin (not our safetensors).
+            self.model.load_adapter(os.path.join(resume_from_checkpoint, self.adapter_name), load_as=self.adapter_name,
+                                    with_head=False, use_safetensors=self.safetensors)
+            if self.train_head:
+                self.model.load_head(os.path.join(resume_from_checkpoint, "head"), load_as=self.head_name,
+                                     use_safetensors=True)
+
+        def _get_train_sampler(self, train_dataset=None):
+            return resumable_train_sampler(self, train_dataset) or super()._get_train_sampler(train_dataset)
+
         def _load_best_model(self):
             checkpoint = self.state.best_model_checkpoint
             logger.info("loading the best checkpoint %s (%s)", checkpoint, self.state.best_metric)
@@ -149,12 +166,31 @@ def adapter_trainer_class():
     return MultiBertAdapterTrainer
 
 
+FINISHED = "finished"  # marks a run folder whose training ended (its checkpoints are kept, not resumed)
+
+
+def resume_point(run_dir: Path, args: TrainingArguments) -> str | None:
+    """The checkpoint an interrupted run continues from (``resume_from_checkpoint``), else ``None``.
+
+    A run that had finished is trained again from the start rather than resumed: transformers would not stop
+    it where early stopping did. Training is seeded, so it reaches the same weights.
+    """
+    if not args.resume_from_checkpoint:
+        return None
+    if (run_dir / FINISHED).exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return None
+    return last_complete_checkpoint(run_dir)
+
+
 def finish_run(trainer, run_dir: Path, args: TrainingArguments, name: str, trained: str, n_train: int,
             trainable: int, started: float) -> RunResult:
     result = RunResult(name, trained, n_train, trainable, trainer.state.best_metric, trainer.state.epoch or 0.0,
                        round(time.time() - started, 1), list(trainer.state.log_history))
     if not args.keep_checkpoints:
         shutil.rmtree(run_dir, ignore_errors=True)
+    elif run_dir.is_dir():
+        (run_dir / FINISHED).write_text(name + "\n", encoding="utf-8")
     logger.info("%s: best dev %s after %.1f epochs, %.0f s", name, result.best_dev_metric, result.epochs,
                 result.wall_seconds)
     return result
@@ -181,22 +217,25 @@ def train_adapter(
     train_set = tagging_dataset(mbert.tokenizer, train, labels, mbert.max_length, f"{run_name} train: ")
     dev_set = tagging_dataset(mbert.tokenizer, dev, labels, mbert.max_length, f"{run_name} dev: ")
     started = time.time()
+    stop_on_signal = CheckpointOnSignal()
     with mbert.training(domain, train_head=train_head) as trainable:
         trainer = adapter_trainer_class()(
             model=mbert.model,
-            args=trainer_arguments(run_dir, args, epochs=epochs, learning_rate=learning_rate or args.learning_rate),
+            args=trainer_arguments(run_dir, args, epochs=epochs, learning_rate=learning_rate or args.learning_rate,
+                                   full_state=True),
             data_collator=DataCollatorForTokenClassification(mbert.tokenizer),
             train_dataset=train_set,
             eval_dataset=dev_set,
             compute_metrics=span_f1_metric(labels),
             preprocess_logits_for_metrics=_argmax,
-            callbacks=[EarlyStoppingCallback(args.early_stopping_patience)],
+            callbacks=[EarlyStoppingCallback(args.early_stopping_patience), stop_on_signal],
             adapter_name=ADAPTER_PREFIX + domain,
             head_name=HEAD_PREFIX + scheme,
             train_head=train_head,
             safetensors=mbert.adapter_specs[domain].kind == "lora",
         )
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_point(run_dir, args))
+    stop_on_signal.raise_if_received()
     what = f"adapter {domain}" + (f" + head {scheme}" if train_head else f" (head {scheme} frozen)")
     return finish_run(trainer, run_dir, args, run_name, what, len(train), trainable, started)
 

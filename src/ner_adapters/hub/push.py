@@ -1,0 +1,331 @@
+"""Pushes that can simply be run again: one atomic commit per repo, none when nothing changed.
+
+For each repo the artifact is exported to a folder (:mod:`ner_adapters.hub.layout`) with its model card,
+then compared with the repo's current files by hash (git blob sha1 for regular files, sha256 for LFS).
+Nothing differs: no commit at all. Otherwise every changed file, and the deletion of files the artifact no
+longer has, go into one ``create_commit`` against the revision that was compared (``parent_commit``), so a
+repo never shows half an upload. A push interrupted anywhere leaves every repo at a complete commit, and
+running it again finishes the job: repos already up to date are skipped, uploaded LFS objects are not
+sent twice. Domain adapters are pushed before the domain classifier that pins their revisions.
+
+Tokens come from ``huggingface_hub``'s usual places (``HF_TOKEN``, ``huggingface-cli login``) unless one is
+passed; they are never logged or written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .layout import (
+    KIND_CLLMFS,
+    KIND_DOMAIN,
+    KIND_ROUTER,
+    ArtifactError,
+    export_cllmfs,
+    export_domain_adapter,
+    export_router,
+    is_repo_id,
+    portable_name,
+    read_json,
+    read_multibert_manifest,
+    router_needs,
+)
+
+logger = logging.getLogger(__name__)
+
+KIND_SPACE = "space"
+
+
+@dataclass
+class PushResult:
+    """What one repo push did."""
+
+    repo_id: str
+    kind: str
+    commit: str | None  # the repo's head after the push (None in a dry run)
+    committed: bool  # False: the repo already had exactly these files
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    repo_type: str = "model"
+    folder: str | None = None  # the exported folder that was pushed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def git_blob_sha1(path: Path) -> str:
+    """Git's object id of a file: what the Hub reports for a regular (non-LFS) file."""
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_files(folder: Path) -> dict[str, Path]:
+    """Files to push, by path in the repo (hidden files and caches left out)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+            files[relative.as_posix()] = path
+    return files
+
+
+def _unchanged(remote, path: Path) -> bool:
+    lfs = getattr(remote, "lfs", None)
+    if lfs is not None:
+        return lfs.sha256 == _sha256(path)
+    return remote.blob_id == git_blob_sha1(path)
+
+
+def _api(api=None, token: str | bool | None = None):
+    if api is not None:
+        return api
+    from huggingface_hub import HfApi
+
+    return HfApi(token=token)
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *, kind: str, api=None, token: str | bool | None = None,
+                repo_type: str = "model", private: bool | None = None, space_sdk: str | None = None,
+                commit_message: str | None = None) -> PushResult:
+    """Make ``repo_id`` hold exactly ``folder``'s files (plus ``.gitattributes``), in at most one commit."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.hf_api import RepoFile
+
+    api = _api(api, token)
+    folder = Path(folder)
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
+    head = api.repo_info(repo_id, repo_type=repo_type).sha
+    remote = {entry.path: entry for entry in api.list_repo_tree(repo_id, repo_type=repo_type, recursive=True,
+                                                                 revision=head) if isinstance(entry, RepoFile)}
+    files = local_files(folder)
+    changed = [p for p, path in files.items() if p not in remote or not _unchanged(remote[p], path)]
+    deleted = sorted(p for p in remote if p not in files and p != ".gitattributes")
+    if not changed and not deleted:
+        logger.info("%s is up to date (%s): nothing to commit", repo_id, head[:8])
+        return PushResult(repo_id, kind, head, False, repo_type=repo_type, folder=str(folder))
+    operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(files[p])) for p in changed]
+    operations += [CommitOperationDelete(path_in_repo=p) for p in deleted]
+    info = api.create_commit(repo_id, operations, repo_type=repo_type, parent_commit=head,
+                             commit_message=commit_message or f"Upload {kind} with ner-adapters",
+                             commit_description=f"{len(changed)} file(s) added or changed, {len(deleted)} deleted")
+    logger.info("%s: committed %s (%d changed, %d deleted)", repo_id, info.oid[:8], len(changed), len(deleted))
+    return PushResult(repo_id, kind, info.oid, True, changed, deleted, repo_type, str(folder))
+
+
+# --- Multi-BERT ------------------------------------------------------------------------------------------------
+
+
+def repo_names(namespace: str, prefix: str, model_dir: str | os.PathLike) -> dict[str, str]:
+    """Repo id of each domain adapter (``<prefix>-<domain>``) and of the router (``<prefix>-router``)."""
+    manifest = read_multibert_manifest(Path(model_dir))
+    names = {domain: f"{namespace}/{prefix}-{domain}" for domain in manifest["domains"]}
+    if manifest.get("router"):
+        if "router" in manifest["domains"]:
+            raise ArtifactError("a domain named 'router' would collide with the router's repo name")
+        names["router"] = f"{namespace}/{prefix}-router"
+    return names
+
+
+def _save_card(card, folder: Path) -> None:
+    (folder / "README.md").write_text(str(card), encoding="utf-8")
+
+
+def push_multibert(model_dir: str | os.PathLike, *, namespace: str, prefix: str, export_dir: str | os.PathLike,
+                   results: Mapping | None = None, domains: Sequence[str] | None = None, push_router: bool = True,
+                   api=None, token: str | bool | None = None, private: bool | None = None,
+                   template_dir: str | os.PathLike | None = None, example: str | None = None,
+                   licence: str | None = None, core_model: str | None = None,
+                   dry_run: bool = False) -> list[PushResult]:
+    """Push each domain adapter (with its head and label map) and then the domain classifier.
+
+    ``domains`` limits which adapters go (default: all, general adapters included); the router needs every
+    adapter it routes to, so it is only pushed when all of those are. ``core_model`` names the core's Hub id
+    when the model was trained from a local folder (loading still checks the weights' fingerprint).
+    ``dry_run`` exports the folders and cards under ``export_dir`` without any network call.
+    """
+    from .model_card import DEFAULT_EXAMPLE, multibert_domain_card, multibert_router_card
+
+    model_dir, export_dir = Path(model_dir), Path(export_dir)
+    manifest = read_multibert_manifest(model_dir)
+    names = repo_names(namespace, prefix, model_dir)
+    chosen = list(domains) if domains else list(manifest["domains"])
+    unknown = [d for d in chosen if d not in manifest["domains"]]
+    if unknown:
+        raise ArtifactError(f"{model_dir} has no domain(s) {unknown}; it has {sorted(manifest['domains'])}")
+    needs = router_needs(manifest)
+    with_router = push_router and bool(manifest.get("router")) and all(d in chosen for d in needs)
+    if push_router and manifest.get("router") and not with_router:
+        logger.warning("the router is not pushed: it needs the adapters of %s", [d for d in needs if d not in chosen])
+    api = None if dry_run else _api(api, token)
+    example = example or DEFAULT_EXAMPLE
+    core = core_model or manifest["core_model"]
+    if not is_repo_id(core):
+        logger.warning("the core %r is not a Hub id: the pushed adapters name it %r, so users must pass model=; "
+                       "set core_model to its Hub id", core, portable_name(core))
+    results_out: list[PushResult] = []
+    refs = {}
+    for domain in chosen:
+        repo_id = names[domain]
+        folder = export_domain_adapter(model_dir, domain, export_dir / repo_id.split("/")[1], core_model=core)
+        _save_card(multibert_domain_card(repo_id, folder, results, router_repo=names.get("router") if with_router else None,
+                                         example=example, licence=licence, template_dir=template_dir,
+                                         network=not dry_run), folder)
+        if dry_run:
+            result = PushResult(repo_id, KIND_DOMAIN, None, False, folder=str(folder))
+        else:
+            result = push_folder(folder, repo_id, kind=KIND_DOMAIN, api=api, private=private,
+                                 commit_message=f"Upload Multi-BERT adapter {domain!r}")
+        results_out.append(result)
+        refs[domain] = {"repo_id": repo_id, "revision": result.commit, "folder": folder.name}
+    if with_router:
+        repo_id = names["router"]
+        folder = export_router(model_dir, export_dir / repo_id.split("/")[1], refs, core_model=core)
+        _save_card(multibert_router_card(repo_id, folder, results, example=example, licence=licence,
+                                         endpoint=getattr(api, "endpoint", None), template_dir=template_dir,
+                                         network=not dry_run), folder)
+        if dry_run:
+            results_out.append(PushResult(repo_id, KIND_ROUTER, None, False, folder=str(folder)))
+        else:
+            results_out.append(push_folder(folder, repo_id, kind=KIND_ROUTER, api=api, private=private,
+                                           commit_message="Upload Multi-BERT domain classifier"))
+    return results_out
+
+
+# --- CLLMFS ------------------------------------------------------------------------------------------------------
+
+
+def cllmfs_episodes(run_dir: Path) -> list[int]:
+    """Episode indices of a CLLMFS run folder that hold an adapter."""
+    found = []
+    for folder in sorted(run_dir.glob("episode-*"), key=lambda p: int(p.name.split("-")[1])
+                         if p.name.split("-")[1].isdigit() else -1):
+        if (folder / "adapter" / "cllmfs_config.json").is_file():
+            found.append(int(folder.name.split("-")[1]))
+    return found
+
+
+def push_cllmfs_run(run_dir: str | os.PathLike, *, namespace: str, prefix: str, export_dir: str | os.PathLike,
+                    episodes: Sequence[int] | None = None, api=None, token: str | bool | None = None,
+                    private: bool | None = None, template_dir: str | os.PathLike | None = None,
+                    example: str | None = None, licence: str | None = None, base_model: str | None = None,
+                    dry_run: bool = False) -> list[PushResult]:
+    """Push the LoRA adapter of each episode of a CLLMFS run (``outputs/cllmfs/<run>``) as its own repo:
+    ``<prefix>-cllmfs-<run>``, with ``-episode-<i>`` when the run has several episodes. ``base_model`` names
+    the LLM's Hub id when it was trained from a local folder (loading still checks its architecture)."""
+    import yaml
+
+    from .model_card import DEFAULT_EXAMPLE, cllmfs_card
+
+    run_dir, export_dir = Path(run_dir), Path(export_dir)
+    available = cllmfs_episodes(run_dir)
+    chosen = list(episodes) if episodes is not None else available
+    missing = [i for i in chosen if i not in available]
+    if not chosen or missing:
+        raise ArtifactError(f"{run_dir}: no CLLMFS adapter for episode(s) {missing or 'any'} "
+                            f"(episodes with an adapter: {available}); did the run finish?")
+    run_results = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
+    config_path = run_dir / "config.yaml"
+    run_config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    api = None if dry_run else _api(api, token)
+    results_out = []
+    run_name = run_dir.resolve().name
+    for index in chosen:
+        episode_dir = run_dir / f"episode-{index}"
+        suffix = f"-episode-{index}" if len(available) > 1 else ""
+        repo_id = f"{namespace}/{prefix}-cllmfs-{run_name}{suffix}"
+        folder = export_cllmfs(episode_dir / "adapter", export_dir / repo_id.split("/")[1], base_model=base_model)
+        episode_results = read_json(episode_dir / "results.json") if (episode_dir / "results.json").is_file() else {}
+        card = cllmfs_card(repo_id, folder, episode_results=episode_results, run_results=run_results,
+                           run_config=run_config, episode_index=index, example=example or DEFAULT_EXAMPLE,
+                           licence=licence, template_dir=template_dir, network=not dry_run)
+        _save_card(card, folder)
+        if dry_run:
+            results_out.append(PushResult(repo_id, KIND_CLLMFS, None, False, folder=str(folder)))
+        else:
+            results_out.append(push_folder(folder, repo_id, kind=KIND_CLLMFS, api=api, private=private,
+                                           commit_message=f"Upload CLLMFS adapter ({run_name}, episode {index})"))
+    return results_out
+
+
+# --- the Space ----------------------------------------------------------------------------------------------------
+
+SPACE_FILES = ("app.py", "requirements.txt", "README.md")
+SPACE_CONFIG = "space_config.json"
+
+
+def export_space(space_dir: str | os.PathLike, out: str | os.PathLike, *, models: Mapping[str, object],
+                 package_dir: str | os.PathLike | None = None) -> Path:
+    """The Space repo folder: ``spaces/`` files, ``space_config.json`` naming the models to load, the
+    ``models:`` list of its card, and a copy of the ``ner_adapters`` package (so the Space needs no git
+    install of this project)."""
+    from huggingface_hub import SpaceCard
+
+    space_dir, out = Path(space_dir), Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in SPACE_FILES:
+        if not (space_dir / name).is_file():
+            raise ArtifactError(f"{space_dir} has no {name}")
+        if name != "README.md":
+            shutil.copyfile(space_dir / name, out / name)
+    card = SpaceCard.load(space_dir / "README.md")
+    repos = []
+    for value in models.values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and "/" in item and not os.path.exists(item):
+                repos.append(item.split("@")[0])
+    card.data.models = sorted(set(repos)) or None
+    (out / "README.md").write_text(str(card), encoding="utf-8")
+    (out / SPACE_CONFIG).write_text(json.dumps(dict(models), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    package = Path(package_dir) if package_dir else Path(__file__).resolve().parents[1]
+    shutil.copytree(package, out / "ner_adapters", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    return out
+
+
+def push_space(space_dir: str | os.PathLike, space_id: str, *, models: Mapping[str, object],
+               export_dir: str | os.PathLike, api=None, token: str | bool | None = None, private: bool | None = None,
+               dry_run: bool = False) -> PushResult:
+    """Push the Gradio Space (``spaces/``) configured to load ``models`` (see :func:`export_space`)."""
+    folder = export_space(space_dir, Path(export_dir) / space_id.split("/")[1], models=models)
+    if dry_run:
+        return PushResult(space_id, KIND_SPACE, None, False, repo_type="space", folder=str(folder))
+    return push_folder(folder, space_id, kind=KIND_SPACE, api=_api(api, token), repo_type="space", private=private,
+                       space_sdk="gradio", commit_message="Upload the ner-adapters demo Space")
+
+
+def space_models(results: Iterable[PushResult]) -> dict[str, object]:
+    """What the Space should load, from a push's results: the router (or the domain adapters) and the
+    first CLLMFS adapter, each pinned to the revision just pushed."""
+    results = list(results)
+
+    def pinned(result: PushResult) -> str:
+        return f"{result.repo_id}@{result.commit}" if result.commit else result.repo_id
+
+    routers = [r for r in results if r.kind == KIND_ROUTER]
+    domains = [r for r in results if r.kind == KIND_DOMAIN]
+    cllmfs = [r for r in results if r.kind == KIND_CLLMFS]
+    return {"multibert": [pinned(routers[0])] if routers else [pinned(r) for r in domains],
+            "cllmfs": pinned(cllmfs[0]) if cllmfs else None}
+
+
+__all__ = ["PushResult", "cllmfs_episodes", "export_space", "git_blob_sha1", "local_files", "push_cllmfs_run",
+           "push_folder", "push_multibert", "push_space", "repo_names", "space_models"]
