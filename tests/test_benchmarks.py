@@ -1,0 +1,36 @@
+"""Smoke test of the benchmark scripts: one runs in --quick mode and writes well-formed JSON (no timing asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(300)
+def test_multibert_benchmark_quick_writes_its_table(tmp_path):
+    out = tmp_path / "multibert.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_multibert.py"), "--quick", "--before",
+                           "--router-lengths", "64", "--out", str(out)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "multibert" and data["quick"] is True
+    assert {"cpu_model", "logical_cores", "torch_threads", "loadavg_start", "loadavg_end"} <= set(data["machine"])
+    assert data["machine"]["torch_threads"] == 1
+    pipelines = {row["pipeline"]: row for row in data["rows"]}
+    assert {"floor", "one_adapter", "routed_docs", "routed_groups8", "routed_docs_read64",
+            "routed_docs_unsorted"} <= set(pipelines)
+    for row in pipelines.values():
+        assert set(data["columns"]) <= set(row)
+        assert row["sentences"] == data["settings"]["sentences"] and row["sentences_per_s"] > 0
+    assert pipelines["floor"]["vs_floor"] == 1.0
+    assert {"classifier_ms_per_document_real", "adapter_switch_ms"} <= set(data["costs"])
+    assert set(data["targets"]) == {"routed_docs_ge_70pct_floor", "routed_groups8_ge_70pct_floor",
+                                    "router_read_lengths_reaching_70pct"}
+    assert "| pipeline |" in done.stdout  # the printed table
