@@ -14,6 +14,14 @@ Sentences: the UNER English-EWT test split (bundled), cycled.
     python benchmarks/bench_concurrency.py                    # MiniLM, 1 and 8 clients
     python benchmarks/bench_concurrency.py --clients 1 2 4 8 --requests 64
     python benchmarks/bench_concurrency.py --quick            # tiny core, a few requests
+    python benchmarks/bench_concurrency.py --target space --clients 1 2 4 8 --requests 12 --repeats 1
+
+``--target space`` measures the Gradio Space (``spaces/app.py``) instead: the same saved set served by the app
+(its own queue: at most 2 requests run at once, ``concurrency_limit=2``), launched on a local port, each client a
+``gradio_client.Client`` in its own thread calling ``/extract`` (``auto`` -> the automatic mode, a domain -> the
+chosen-domain mode). Every answer is compared with the answer the same request got from one client alone. The
+app's per-client rate limit is lifted (``rate_limit``) for the run: every client is 127.0.0.1. Results go to
+``benchmarks/results/concurrency_space.json``.
 """
 
 from __future__ import annotations
@@ -69,13 +77,15 @@ def sentences(n: int) -> list[str]:
     return [texts[i % len(texts)] for i in range(n)]
 
 
-def run_clients(pipe, requests_per_client: list[list[tuple[str, str]]], expected: dict) -> dict:
+def run_clients(pipe, requests_per_client: list[list[tuple[str, str]]], expected: dict, key=None) -> dict:
+    """``pipe``: a callable ``(text, domain=...)`` shared by the clients, or a list of one per client."""
+    key = key or _key
     latencies: list[float] = []
     mixed, errors = [], []
     lock = threading.Lock()
     barrier = threading.Barrier(len(requests_per_client) + 1)
 
-    def client(requests):
+    def client(pipe, requests):
         barrier.wait()
         for text, domain in requests:
             started = time.perf_counter()
@@ -88,10 +98,11 @@ def run_clients(pipe, requests_per_client: list[list[tuple[str, str]]], expected
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
-                if _key(answer) != expected[(text, domain)]:
+                if key(answer) != expected[(text, domain)]:
                     mixed.append((text[:30], domain))
 
-    threads = [threading.Thread(target=client, args=(r,)) for r in requests_per_client]
+    pipes = pipe if isinstance(pipe, list) else [pipe] * len(requests_per_client)
+    threads = [threading.Thread(target=client, args=(p, r)) for p, r in zip(pipes, requests_per_client)]
     for thread in threads:
         thread.start()
     barrier.wait()
@@ -110,10 +121,58 @@ def _key(answer) -> str:
     return repr([(e["entity_group"], e["start"], e["end"], round(e["score"], 4)) for e in answer])
 
 
+def _load_app():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "spaces" / "app.py"
+    spec = importlib.util.spec_from_file_location("ner_adapters_space_app", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class SpaceClient:
+    """One ``gradio_client.Client`` as a pipeline-like callable: ``(text, domain=...)`` -> the Space's answer."""
+
+    def __init__(self, app, url: str):
+        from gradio_client import Client
+
+        self.app, self.client = app, Client(url, verbose=False)
+
+    def __call__(self, text: str, domain: str):
+        mode = self.app.MODE_AUTO if domain == "auto" else self.app.MODE_DOMAIN
+        answer = self.client.predict(text, mode, None if domain == "auto" else domain, "", api_name="/extract")
+        if "⚠️" in str(answer[2]):
+            raise RuntimeError(answer[2])
+        return answer
+
+
+def start_space(core: str, saved: Path):
+    """The Space app serving the saved set on a free local port: ``(app module, demo, url)``."""
+    import socket
+
+    app = _load_app()
+    config = app.SpaceConfig(multibert=[str(saved)], core=core, rate_limit=10**9)
+    models = app.Models(config)
+    if models.problems:
+        raise RuntimeError(models.problems)
+    demo = app.build_demo(models, config)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
+                show_error=False)
+    return app, demo, f"http://127.0.0.1:{port}/"
+
+
 def main():
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="client threads per run")
     parser.add_argument("--requests", type=int, default=48, help="requests per client")
+    parser.add_argument("--target", choices=["pipeline", "space"], default="pipeline",
+                        help="what the clients call: the pipeline in-process, or the Gradio Space via gradio_client")
     parser.add_argument("--core", default=None, help="core model (default MiniLM; --quick: a tiny random core)")
     args = parser.parse_args()
     if args.quick:
@@ -134,7 +193,13 @@ def main():
         core = MINILM
     with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as tmp:
         saved = build_saved_model(core, Path(tmp))
-        pipe = pipeline("token-classification", model=core, adapter=str(saved), device=device)
+        demo = None
+        if args.target == "space":
+            app, demo, url = start_space(core, saved)
+            key = repr
+        else:
+            pipe = pipeline("token-classification", model=core, adapter=str(saved), device=device)
+            key = _key
         domains = [*DOMAINS, "auto"]
         max_clients = max(args.clients)
         texts = sentences(args.requests * max_clients)
@@ -143,22 +208,30 @@ def main():
                    for c in range(max_clients)]
         for stream in streams:
             rng.shuffle(stream)
-        expected = {request: _key(pipe(request[0], domain=request[1])) for stream in streams for request in stream}
+        if args.target == "space":
+            pipe = SpaceClient(app, url)  # alone, for the expected answers
+            clients_pipes = [SpaceClient(app, url) for _ in range(max_clients)]
+        expected = {request: key(pipe(request[0], domain=request[1])) for stream in streams for request in stream}
         pipe("warm up", domain="auto")
         rows = []
         for clients in args.clients:
-            runs = [run_clients(pipe, streams[:clients], expected) for _ in range(args.repeats)]
+            target = clients_pipes[:clients] if args.target == "space" else pipe
+            runs = [run_clients(target, streams[:clients], expected, key) for _ in range(args.repeats)]
             best = sorted(runs, key=lambda r: r["requests_per_s"])[len(runs) // 2]  # the median run
             best["repeats_requests_per_s"] = [round(r["requests_per_s"], 2) for r in runs]
             best["mixed"] = sum(r["mixed"] for r in runs)
             best["errors"] = sum(r["errors"] for r in runs)
             rows.append(best)
-    print(f"core {core}; {len(DOMAINS)} domain adapters + general + router; {args.requests} requests per client; "
+        if demo is not None:
+            demo.close()
+    print(f"target {args.target}; core {core}; {len(DOMAINS)} domain adapters + general + router; "
+          f"{args.requests} requests per client; "
           f"domains interleaved ({', '.join(domains)}); torch threads {args.threads}; device {device}")
     print(table(rows, ["clients", "requests", "requests_per_s", "p50_ms", "p95_ms", "max_ms", "mixed", "errors"]))
     if any(r["mixed"] or r["errors"] for r in rows):
         print("ANSWERS MIXED UP OR FAILED:", [r["error_examples"] for r in rows])
-    path = write_results("concurrency", args, device, {"core": core, "domains": list(DOMAINS),
+    name = "concurrency" if args.target == "pipeline" else "concurrency_space"
+    path = write_results(name, args, device, {"target": args.target, "core": core, "domains": list(DOMAINS),
                                                       "requests_per_client": args.requests, "runs": rows,
                                                       "median_requests_per_s": {r["clients"]: r["requests_per_s"]
                                                                                 for r in rows}}, machine)

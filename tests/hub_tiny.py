@@ -64,8 +64,8 @@ def push_model_folder(api, folder: Path, name: str) -> str:
     return repo_id
 
 
-def build_multibert_run(root: Path, api) -> MultiBertRun:
-    """Train nothing: random adapters/heads, saved and scored like ``recipes/train_multibert.py`` does."""
+def build_multibert_run(root: Path, api, seed: int = 3) -> MultiBertRun:
+    """Train nothing: random adapters/heads (from ``seed``), saved and scored like ``recipes/train_multibert.py``."""
     import torch
 
     from ner_adapters.metrics import span_scores
@@ -80,7 +80,7 @@ def build_multibert_run(root: Path, api) -> MultiBertRun:
         mbert.add_domain(domain, SCHEME, spec)
     mbert.add_general(SCHEME)
     mbert.add_router(list(DOMAINS), max_length=64, threshold=0.5)
-    randomize(mbert, seed=3)
+    randomize(mbert, seed=seed)
     run_dir = root / "multibert-run"
     model_dir = mbert.save(run_dir / "model")
     scores, f1 = {"multibert": {}, "general_adapter": {}, "routed": {}}, {"multibert": {}, "general_adapter": {}, "routed": {}}
@@ -108,8 +108,9 @@ def build_multibert_run(root: Path, api) -> MultiBertRun:
     return MultiBertRun(core_id, core_dir, run_dir, model_dir, results)
 
 
-def build_cllmfs_run(root: Path, api, tiny_llm_dir: Path) -> CLLMFSRun:
-    """A LoRA adapter on the tiny Llama with random B matrices, saved and scored like the CLLMFS recipe."""
+def build_cllmfs_run(root: Path, api, tiny_llm_dir: Path, seed: int = 0) -> CLLMFSRun:
+    """A LoRA adapter on the tiny Llama with random B matrices (from ``seed``), saved and scored like the CLLMFS
+    recipe."""
     import torch
     import yaml
     from peft import LoraConfig, get_peft_model
@@ -124,7 +125,7 @@ def build_cllmfs_run(root: Path, api, tiny_llm_dir: Path) -> CLLMFSRun:
 
     base_id = push_model_folder(api, tiny_llm_dir, "tiny-llm")
     tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
     model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
                                             task_type="CAUSAL_LM"))

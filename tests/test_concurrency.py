@@ -148,3 +148,74 @@ def test_eight_threads_each_get_their_own_adapters_answer(mbert, extractors):
         thread.join(timeout=600)
     assert not any(thread.is_alive() for thread in threads)
     assert not failures, failures[:5]
+
+
+# --- the Space: 8 gradio_client clients at once ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def space_url(published, _one_thread):
+    """``spaces/app.py`` configured from its environment variables (the published repos, a rate limit high
+    enough for 8 clients sharing one address), launched on a free local port."""
+    from ner_adapters.hub.push import PushResult, space_models
+    from test_space import _free_port, load_app
+
+    app = load_app()
+    models = space_models(PushResult(**entry) for entry in published["report"])
+    environ = {"NER_SPACE_MULTIBERT": ",".join(models["multibert"]), "NER_SPACE_CLLMFS": models["cllmfs"],
+               "NER_SPACE_RATE_LIMIT": "10000"}
+    config = app.SpaceConfig.from_env(environ)
+    assert config.rate_limit == 10000
+    loaded = app.Models(config)
+    assert loaded.problems == [] and len(loaded.modes()) == 3
+    demo = app.build_demo(loaded, config)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
+                show_error=False)
+    try:
+        yield app, loaded, f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+SPACE_TEXTS = ["mary visited paris today . john scored twice for arsenal in london .",
+               "i emailed mary smith about the google offer in berlin ."]
+
+
+def test_eight_space_clients_each_get_their_own_adapters_answer(space_url):
+    from gradio_client import Client
+
+    app, models, url = space_url
+    calls = [(text, app.MODE_AUTO, None, "") for text in SPACE_TEXTS]
+    calls += [(text, app.MODE_DOMAIN, domain, "") for domain in models.domains() for text in SPACE_TEXTS]
+    calls += [("Ali met Sara in Rome and Paris .", app.MODE_CLLMFS, None, types)
+              for types in ("person, location", "location", "person")]
+    alone = Client(url, verbose=False)
+    expected = {call: repr(alone.predict(*call, api_name="/extract")) for call in calls}
+    assert not any("⚠️" in answer for answer in expected.values()), expected
+    # the domain adapters answer differently (or a mix-up could go unnoticed) and say which adapter answered
+    domain_answers = {expected[c] for c in calls if c[1] == app.MODE_DOMAIN and c[0] == SPACE_TEXTS[0]}
+    assert len(domain_answers) == len(models.domains()) >= 2
+
+    failures, barrier = [], threading.Barrier(THREADS)
+
+    def worker(seed: int):
+        client = Client(url, verbose=False)
+        order = random.Random(seed).sample(calls, len(calls))
+        barrier.wait()
+        for call in order:
+            try:
+                got = repr(client.predict(*call, api_name="/extract"))
+            except Exception as err:  # noqa: BLE001
+                failures.append((call[1:], repr(err)))
+                continue
+            if got != expected[call]:
+                failures.append((call[1:], got[:200]))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not failures, failures[:5]

@@ -314,3 +314,72 @@ def test_local_paths_never_reach_a_repo(multibert_run, cllmfs_run, tmp_path, cap
     folder = Path(result.folder)
     assert json.loads((folder / "cllmfs_config.json").read_text())["base_model"] == "me/llm"
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "me/llm"
+
+
+def _lfs_puts(hub, since: int) -> int:
+    return sum(1 for method, seen in hub.requests[since:] if method == "PUT" and seen.startswith("/__lfs__/upload/"))
+
+
+def test_a_push_that_fails_while_uploading_files_leaves_no_partial_repo(hub, hub_api, tiny_llm_dir, tmp_path):
+    """Failures in the upload stage (before the commit POST): the preupload call, the LFS batch, the LFS object
+    PUT and its verify call. No failed run leaves a commit (never a card without its weights); the next run
+    completes, and the repos load with the predictions of the local model. The runs get their own random weights:
+    the server stores LFS objects by content, and objects it already holds (from other tests' pushes) would not be
+    uploaded again, so the upload stage would not run."""
+    from hub_tiny import build_cllmfs_run, build_multibert_run
+
+    multibert_run = build_multibert_run(tmp_path / "multibert", hub_api, seed=11)
+    cllmfs_run = build_cllmfs_run(tmp_path / "cllmfs", hub_api, tiny_llm_dir, seed=11)
+    local_multibert = pipeline("token-classification", model=multibert_run.core_id,
+                               adapter=str(multibert_run.model_dir))
+    recipe = load_recipe("push_to_hub")
+    prefix = f"upfail-{uuid.uuid4().hex[:6]}"
+    args = _push_args(recipe, multibert_run, cllmfs_run, tmp_path, prefix)
+    router, cllmfs = f"tester/{prefix}-router", f"tester/{prefix}-cllmfs-{cllmfs_run.run_dir.name}"
+    export = tmp_path / "export"
+
+    def only_initial(repo: str) -> bool:
+        return hub_api.list_repo_files(repo) == [".gitattributes"] and len(hub_api.list_repo_commits(repo)) == 1
+
+    # 1. a 5xx from the preupload call of the router (a multi-file repo): no commit
+    hub.inject_failure("POST", rf"^/api/models/{re.escape(router)}/preupload/", status=500)
+    with pytest.raises(HfHubHTTPError) as failed:
+        recipe.run(args)
+    assert failed.value.response.status_code == 500 and only_initial(router)
+
+    # 2. the connection dropped at the LFS verify call, after an object's PUT: objects stored, still no commit
+    started = len(hub.requests)
+    hub.inject_failure("POST", r"^/__lfs__/verify", drop=True)
+    with pytest.raises(RuntimeError, match="Error while uploading") as failed:  # huggingface_hub wraps it
+        recipe.run(args)
+    assert isinstance(failed.value.__cause__, requests.ConnectionError)
+    assert _lfs_puts(hub, started) >= 1 and only_initial(router)
+    router_files = local_files(export / router.split("/")[1])
+    assert len(router_files) >= 3 and "README.md" in router_files
+
+    # 3. the router goes through; then a 503 from the CLLMFS repo's LFS batch call stops the run: no commit there
+    hub.inject_failure("POST", rf"^/{re.escape(cllmfs)}\.git/info/lfs/objects/batch", status=503)
+    with pytest.raises(HfHubHTTPError) as failed:
+        recipe.run(args)
+    assert failed.value.response.status_code == 503
+    assert sorted(hub_api.list_repo_files(router)) == sorted([".gitattributes", *router_files])
+    assert only_initial(cllmfs)
+
+    # 4. run again, the CLLMFS object PUTs meeting a 5xx and a dropped connection (huggingface_hub retries them):
+    # complete, every repo committed once, loading with the local model's predictions
+    started = len(hub.requests)
+    hub.inject_failure("PUT", r"^/__lfs__/upload/", status=500)
+    hub.inject_failure("PUT", r"^/__lfs__/upload/", drop=True)
+    final = recipe.run(args)
+    assert _lfs_puts(hub, started) >= 3  # the two failed attempts and at least one that went through
+    for entry in final:
+        assert sorted(hub_api.list_repo_files(entry["repo_id"])) == \
+            sorted([".gitattributes", *local_files(Path(entry["folder"]))])
+        assert len(hub_api.list_repo_commits(entry["repo_id"])) == 2  # the initial one + one complete push
+    assert _commit_posts(hub, router) == 1 and _commit_posts(hub, cllmfs) == 1
+    routed = pipeline("token-classification", adapter=router, cache_dir=tmp_path / "cache")
+    for text in TEXTS:
+        assert routed(text, return_domain=True) == local_multibert(text, return_domain=True)
+    extractor = pipeline("token-classification", adapter=cllmfs, cache_dir=tmp_path / "cache")
+    local = pipeline("token-classification", model=cllmfs_run.base_id, adapter=str(cllmfs_run.adapter_dir))
+    assert extractor("Ali met Sara in Rome") == local("Ali met Sara in Rome")
