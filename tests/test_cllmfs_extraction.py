@@ -146,7 +146,7 @@ def test_adapter_round_trip_and_base_mismatch(tiny_llm_dir, tokenizer, tmp_path,
     config = CLLMFSAdapterConfig(base_model=str(tiny_llm_dir), base_fingerprint=architecture_fingerprint(base.config),
                                  entity_types=[t.__dict__ for t in TYPES])
     folder = save_adapter(model, tokenizer, tmp_path / "adapter", config)
-    assert (folder / "adapter_model.safetensors").is_file() and not list(tmp_path.glob(".adapter-*"))
+    assert (folder / "adapter_model.safetensors").is_file() and not list(tmp_path.glob(".adapter*"))  # no staging folder left
     before = CLLMFSExtractor(model, tokenizer, TYPES)("Ali met Sara in Rome")
     loaded = CLLMFSExtractor.from_pretrained(tiny_llm_dir, adapter=folder)
     assert loaded.entity_types == TYPES and not loaded.format.format_hint

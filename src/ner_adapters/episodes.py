@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
+from .atomic import atomic_write_text
 from .data.schema import DataFormatError, Sentence
 from .spans import Span
 
@@ -231,14 +232,7 @@ def sample_episodes(
 
 def save_episodes(episodes: Iterable[Episode], path: str | os.PathLike) -> Path:
     """Write episodes as JSONL atomically (a temp file renamed over the target)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        for episode in episodes:
-            f.write(json.dumps(episode.to_json(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in episodes))
 
 
 def load_episodes(path: str | os.PathLike) -> list[Episode]:

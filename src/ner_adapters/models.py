@@ -15,13 +15,13 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from .atomic import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -193,17 +193,10 @@ def _convert_gguf(source: Path, packaged: PackagedModel, target: Path, stamp: di
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.config.bos_token_id = model.generation_config.bos_token_id = tokenizer.bos_token_id
     tokenizer.model_max_length = model.config.max_position_embeddings
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-    staging.chmod(0o755)
-    try:
+    with atomic_directory(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         (staging / _CONVERSION_MARKER).write_text(json.dumps(stamp))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = ["MINILM", "PACKAGED", "SMOLLM2", "ModelNotFoundError", "cache_root", "materialize_packaged",

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..atomic import atomic_directory, atomic_write_text
 from .entity_types import EntityType
 
 CONFIG_NAME = "cllmfs_config.json"
@@ -77,27 +76,10 @@ class CLLMFSAdapterConfig:
 def save_adapter(model, tokenizer, output_dir: str | os.PathLike, config: CLLMFSAdapterConfig) -> Path:
     """Save a PEFT model's adapter, its tokenizer and ``cllmfs_config.json`` atomically (temp dir, rename)."""
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    try:
+    with atomic_directory(output_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         (staging / CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False), encoding="utf-8")
-        staging.chmod(0o755)
-        if output_dir.exists():
-            backup = output_dir.with_name(f".{output_dir.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(output_dir, backup)
-            try:
-                os.replace(staging, output_dir)
-            except BaseException:
-                os.replace(backup, output_dir)  # the previous adapter goes back where it was
-                raise
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 
@@ -106,6 +88,4 @@ def update_metrics(folder: str | os.PathLike, metrics: dict) -> None:
     path = Path(folder) / CONFIG_NAME
     data = json.loads(path.read_text(encoding="utf-8"))
     data["metrics"] = metrics
-    tmp = path.with_name(f".{CONFIG_NAME}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))

@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from ..atomic import atomic_write_text
 from ..episodes import Episode, load_episodes, sample_episodes, save_episodes
 from ..metrics import NERScores, span_scores, summarize
 from ..models import MINILM, resolve_model
@@ -153,20 +153,17 @@ def _resume_point(args: CLLMFSConfig):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _save_predictions(path: Path, episode: Episode, predictions: list[list[Span]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        for sentence, spans in zip(episode.query, predictions):
-            f.write(json.dumps({"id": sentence.id, "tokens": sentence.tokens,
-                                "gold": [{"type": s.type, "start": s.start, "end": s.end} for s in sentence.spans],
-                                "spans": [{"type": s.type, "start": s.start, "end": s.end} for s in spans]},
-                               ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    def spans_json(spans):
+        return [{"type": s.type, "start": s.start, "end": s.end} for s in spans]
+
+    atomic_write_text(path, "".join(
+        json.dumps({"id": sentence.id, "tokens": sentence.tokens, "gold": spans_json(sentence.spans),
+                    "spans": spans_json(spans)}, ensure_ascii=False) + "\n"
+        for sentence, spans in zip(episode.query, predictions)))
 
 
 def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: MethodArguments, decoding: DecodingConfig,

@@ -31,6 +31,7 @@ from .layout import (
     export_cllmfs,
     export_domain_adapter,
     export_router,
+    file_sha256,
     is_repo_id,
     portable_name,
     read_json,
@@ -69,14 +70,6 @@ def git_blob_sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def local_files(folder: Path) -> dict[str, Path]:
     """Files to push, by path in the repo (hidden files and caches left out)."""
     files = {}
@@ -90,7 +83,7 @@ def local_files(folder: Path) -> dict[str, Path]:
 def _unchanged(remote, path: Path) -> bool:
     lfs = getattr(remote, "lfs", None)
     if lfs is not None:
-        return lfs.sha256 == _sha256(path)
+        return lfs.sha256 == file_sha256(path)
     return remote.blob_id == git_blob_sha1(path)
 
 

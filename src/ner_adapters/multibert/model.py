@@ -22,10 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import threading
-import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +30,7 @@ from typing import Iterator, Literal, Sequence
 
 import torch
 
+from ..atomic import atomic_directory
 from ..models import MINILM, resolve_model
 from ..spans import label_names
 from .domains import check_name
@@ -415,9 +413,7 @@ class MultiBertModel:
         path = Path(path)
         if path.exists() and not (path / MANIFEST).is_file() and any(path.iterdir()):
             raise MultiBertError(f"{path} exists and is not a saved Multi-BERT model; refusing to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.saving-", dir=path.parent))
-        try:
+        with atomic_directory(path) as staging:
             for folder in ("adapters", "heads", "router"):
                 (staging / folder).mkdir()
             with self._lock:
@@ -430,20 +426,6 @@ class MultiBertModel:
                     self.model.save_head(str(staging / "router" / "head"), ROUTER_HEAD, use_safetensors=True)
                 (staging / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, ensure_ascii=False) + "\n",
                                                 encoding="utf-8")
-            staging.chmod(0o755)
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(path, old)
-                try:
-                    os.replace(staging, path)
-                except BaseException:
-                    os.replace(old, path)  # the previous set goes back where it was
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return path
 
     def _save_adapter(self, folder: Path, adapter: str, key: str) -> None:
