@@ -168,6 +168,14 @@ def tiny_llm_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return folder
 
 
+@pytest.fixture(scope="session")
+def core(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT core with a WordPiece vocabulary of the synthetic Multi-BERT sentences (read-only)."""
+    from multibert_tiny import build_tiny_core
+
+    return build_tiny_core(tmp_path_factory.mktemp("tiny-bert-core"))
+
+
 # ----------------------------------------------------------------------------------------------
 # 5. Hub delivery: tiny artifacts and one push of them (tests/hub_tiny.py)
 # ----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from multibert_tiny import TYPES as TOY_TYPES
-from multibert_tiny import build_tiny_core, one_torch_thread, randomize
+from multibert_tiny import one_torch_thread, randomize
 from scripted_answers import ScriptedAnswers
 from ner_adapters.cllmfs import CLLMFSExtractor, DecodingConfig, EntityType
 from ner_adapters.data.readers import tokenize_with_offsets
@@ -229,11 +229,6 @@ def test_cllmfs_rejects_non_strings_clearly(extractor):
 # ==============================================================================================================
 # Multi-BERT
 # ==============================================================================================================
-
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    return build_tiny_core(tmp_path_factory.mktemp("core"))
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,6 @@ def _single_thread():
         yield
 
 
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    return build_tiny_core(tmp_path_factory.mktemp("tiny_core"))
-
-
 def build(core, kind="lora", domains=("news", "sports")):
     mbert = MultiBertModel.from_core(str(core), max_length=32)
     mbert.add_scheme("toy", TYPES)

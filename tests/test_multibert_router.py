@@ -2,7 +2,7 @@
 
 import pytest
 
-from multibert_tiny import TYPES, build_tiny_core, make_sentences, one_torch_thread, randomize
+from multibert_tiny import TYPES, make_sentences, one_torch_thread, randomize
 from ner_adapters.multibert import DomainRouter, MultiBertError, MultiBertModel, make_groups
 from ner_adapters.multibert.router import document_sentences, split_sentences
 
@@ -11,11 +11,6 @@ from ner_adapters.multibert.router import document_sentences, split_sentences
 def _single_thread():
     with one_torch_thread():
         yield
-
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    return build_tiny_core(tmp_path_factory.mktemp("core"))
 
 
 @pytest.fixture

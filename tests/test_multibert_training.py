@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from multibert_tiny import TYPES, build_tiny_core, make_domain, one_torch_thread
+from multibert_tiny import TYPES, make_domain, one_torch_thread
 from ner_adapters.data import DataFormatError, Sentence
 from ner_adapters.metrics import span_scores
 from ner_adapters.multibert import AdapterSpec, MultiBertModel, train_full, train_multibert
@@ -16,11 +16,6 @@ from ner_adapters.spans import Span, label_names
 def _single_thread():
     with one_torch_thread():
         yield
-
-
-@pytest.fixture(scope="module")
-def core(tmp_path_factory):
-    return build_tiny_core(tmp_path_factory.mktemp("core"))
 
 
 def arguments(tmp_path, **overrides):
