@@ -234,21 +234,16 @@ class MultiBertTokenClassificationPipeline(_NoSave, ChunkPipeline):
     def _sentence_entities(chunks: list[dict], strategy: str, ignore: set, entities: list[dict], token_base: int) -> int:
         """One sentence's entities (appended to ``entities``) from its window chunks; returns the next token index.
 
-        A word in several windows is read from the one where it sits most centrally (the later one on ties),
-        the rule of ``MultiBertModel.predict``.
+        A word in several windows is read from the window :func:`window_owners` gives it, as in
+        ``MultiBertModel.predict``.
         """
-        from .multibert.tokenization import Words, entities_from_labels
+        from .multibert.tokenization import Words, entities_from_labels, window_owners
 
         meta = chunks[0]["meta"]
         labels = list(chunks[0]["labels"])
-        best: dict[int, tuple[int, int]] = {}  # word -> (margin, chunk)
+        owners = window_owners([chunk["meta"]["window"] for chunk in chunks])
         positions: list[dict[int, list[int]]] = []
-        for number, chunk in enumerate(chunks):
-            a, b = chunk["meta"]["window"]
-            for word in range(a, b):
-                margin = min(word - a, b - 1 - word)
-                if margin >= best.get(word, (-1, 0))[0]:
-                    best[word] = (margin, number)
+        for chunk in chunks:
             found: dict[int, list[int]] = {}
             for position, word in enumerate(chunk["meta"]["word_ids"]):
                 if word is not None:
@@ -258,7 +253,7 @@ class MultiBertTokenClassificationPipeline(_NoSave, ChunkPipeline):
             for number, chunk in enumerate(chunks):
                 probabilities, chunk_meta = chunk["probabilities"][0], chunk["meta"]
                 for word, word_positions in positions[number].items():
-                    if best[word][1] != number:
+                    if owners[word] != number:
                         continue
                     for position in word_positions:
                         label_id = int(probabilities[position].argmax())
@@ -273,7 +268,7 @@ class MultiBertTokenClassificationPipeline(_NoSave, ChunkPipeline):
                 token_base += len(chunk_meta["word_ids"])
             return token_base
         label_ids, scores = [0] * len(meta["words"]), [None] * len(meta["words"])
-        for word, (_, number) in best.items():
+        for word, number in owners.items():
             word_positions = positions[number].get(word)
             if not word_positions:
                 continue  # dropped by the tokenizer: O

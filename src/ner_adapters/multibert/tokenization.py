@@ -136,15 +136,28 @@ def predict_word_labels(
     if windows:
         pieces, _ = _predict_rows(forward, tokenizer, [list(word_lists[i][a:b]) for i, a, b in windows], max_length,
                                   batch_size)
-        best: dict[tuple[int, int], int] = {}  # (sentence, word) -> distance to its window's nearer edge
-        for (index, a, b), (label_ids, scores) in zip(windows, pieces):
+        rows: dict[int, list[int]] = {}  # sentence -> its rows in ``windows``
+        for row, (index, _, _) in enumerate(windows):
+            rows.setdefault(index, []).append(row)
+        for index, sentence_rows in rows.items():
             target_ids, target_scores = results[index]
-            for offset, (label, score) in enumerate(zip(label_ids, scores)):
-                word, margin = a + offset, min(offset, b - a - 1 - offset)
-                if margin >= best.get((index, word), -1):
-                    best[(index, word)] = margin
-                    target_ids[word], target_scores[word] = label, score
+            spans = [windows[row][1:] for row in sentence_rows]
+            for word, owner in window_owners(spans).items():
+                label_ids, scores = pieces[sentence_rows[owner]]
+                offset = word - spans[owner][0]
+                target_ids[word], target_scores[word] = label_ids[offset], scores[offset]
     return results
+
+
+def window_owners(windows: Sequence[tuple[int, int]]) -> dict[int, int]:
+    """Word -> index of the window that labels it: the one where it sits most centrally (the later on ties)."""
+    best: dict[int, tuple[int, int]] = {}  # word -> (distance to the window's nearer edge, window)
+    for number, (a, b) in enumerate(windows):
+        for word in range(a, b):
+            margin = min(word - a, b - 1 - word)
+            if margin >= best.get(word, (-1, 0))[0]:
+                best[word] = (margin, number)
+    return {word: number for word, (_, number) in best.items()}
 
 
 def word_windows(tokenizer, words: Sequence[str], max_length: int) -> list[tuple[int, int]]:
@@ -232,4 +245,5 @@ def tag(
 
 
 __all__ = ["IGNORE_INDEX", "SentenceInput", "TaggedEntity", "Words", "align_labels", "as_words", "check_fast",
-           "encode_tagging", "entities_from_labels", "predict_word_labels", "tag", "word_windows"]
+           "encode_tagging", "entities_from_labels", "predict_word_labels", "tag", "window_owners",
+           "word_windows"]
