@@ -9,7 +9,9 @@ unit). Variants, interleaved and rotated across repeats, all ending in the same 
 - ``floor``: a plain ``transformers`` ``BertForTokenClassification`` (the core, no adapter machinery);
 - ``one_adapter``: ``MultiBertModel.predict`` with one domain adapter for every sentence (no routing);
 - ``routed_docs`` / ``routed_groups8``: ``DomainRouter.tag_many`` on the documents (classify each document,
-  then tag its sentences grouped by adapter, one switch per group).
+  then tag its sentences grouped by adapter, one switch per group);
+- ``routed_*_router_bfloat16``: the same with the classifier computing in bfloat16 (``router_dtype``), tagging
+  still in float32; its decisions on every test document are compared with float32's.
 
 Also measured: the domain classifier's cost per document and the cost of one adapter switch.
 
@@ -115,6 +117,9 @@ def main():
     parser.add_argument("--router-lengths", type=int, nargs="*", default=[128, 64],
                         help="also time routing with the classifier reading only this many tokens per document, "
                              "and score its document accuracy on every test document")
+    parser.add_argument("--router-dtypes", nargs="*", default=["bfloat16"],
+                        help="also time routing with the classifier computing in these dtypes (router_dtype), and "
+                             "score its document accuracy and agreement with float32 on every test document")
     parser.add_argument("--before", action="store_true",
                         help="also time the router's classifier as it was before this issue (input-order batches)")
     args = parser.parse_args()
@@ -175,17 +180,30 @@ def main():
         "classify_docs": lambda: mbert.classify(doc_texts),
         "classify_groups8": lambda: mbert.classify([" ".join(" ".join(t) for t in d) for d in docs_8]),
     }
-    def reading(length, fn):
+
+    def setting(attribute, value, fn):
+        """``fn`` run with one of the model's router settings changed, then restored."""
         def run():
-            saved, mbert.router_max_length = mbert.router_max_length, length
+            saved = getattr(mbert, attribute)
+            setattr(mbert, attribute, value)
             try:
                 return fn()
             finally:
-                mbert.router_max_length = saved
+                setattr(mbert, attribute, saved)
         return run
+
+    def reading(length, fn):
+        return setting("router_max_length", length, fn)
+
+    def computing(dtype, fn):
+        return setting("router_dtype", dtype, fn)
 
     for length in args.router_lengths:  # the classifier reading fewer tokens of each document
         variants[f"routed_docs_read{length}"] = reading(length, variants["routed_docs"])
+    for dtype in args.router_dtypes:  # the classifier's forward in a lower precision (all 512 tokens read)
+        variants[f"routed_docs_router_{dtype}"] = computing(dtype, variants["routed_docs"])
+        variants[f"routed_groups8_router_{dtype}"] = computing(dtype, variants["routed_groups8"])
+        variants[f"classify_docs_{dtype}"] = computing(dtype, variants["classify_docs"])
     if args.before:  # the router's classifier as it was before this issue, side by side
         variants["routed_docs_unsorted"] = unsorted(variants["routed_docs"])
         variants["classify_docs_unsorted"] = lambda: classify_unsorted(mbert, doc_texts)
@@ -212,15 +230,27 @@ def main():
     correct = sum(d.domain == genre for d, (genre, _) in zip(decisions, documents))
     # Document-level routing accuracy on every test document of the five genres, per classifier reading length.
     all_docs = mixed_documents(10**9)
-    accuracy = {}
+    accuracy, dtype_accuracy, dtype_agreement = {}, {}, {}
     if set(mbert.router_domains) >= set(GENRES):
+        all_texts = [" ".join(s.text for s in doc) for _, doc in all_docs]
+
+        def decided(found):
+            return [max(p, key=p.get) for p in found]
+
+        def scored(domains):
+            return sum(d == genre for d, (genre, _) in zip(domains, all_docs)) / len(all_docs)
+
+        exact = decided(mbert.classify(all_texts))
         for length in [mbert.router_max_length, *args.router_lengths]:
-            saved, mbert.router_max_length = mbert.router_max_length, length
-            try:
-                found = mbert.classify([" ".join(s.text for s in doc) for _, doc in all_docs])
-            finally:
-                mbert.router_max_length = saved
-            accuracy[length] = sum(max(p, key=p.get) == genre for p, (genre, _) in zip(found, all_docs)) / len(all_docs)
+            if length == mbert.router_max_length:
+                found = exact
+            else:
+                found = decided(reading(length, lambda: mbert.classify(all_texts))())
+            accuracy[length] = scored(found)
+        for dtype in args.router_dtypes:
+            found = decided(computing(dtype, lambda: mbert.classify(all_texts))())
+            dtype_accuracy[dtype] = scored(found)
+            dtype_agreement[dtype] = sum(a == b for a, b in zip(found, exact)) / len(all_docs)
 
     n = len(sentences)
     tokens = sum(len(t) for t in token_lists)
@@ -232,8 +262,9 @@ def main():
 
     rows = []
     for name in [v for v in variants if not v.startswith("classify")]:
-        rows.append({"pipeline": name, "sentences": n, "documents": len(docs_8) if name == "routed_groups8" else
-                     len(docs_real) if name.startswith("routed") else None,
+        n_documents = len(docs_8) if name.startswith("routed_groups8") else \
+            len(docs_real) if name.startswith("routed") else None
+        rows.append({"pipeline": name, "sentences": n, "documents": n_documents,
                      "seconds": median([r["seconds"] for r in runs[name]]), "sentences_per_s": rate(name),
                      "sentences_per_cpu_s": rate(name, "cpu_seconds"),
                      "cpu_seconds": median([r["cpu_seconds"] for r in runs[name]]),
@@ -244,6 +275,8 @@ def main():
         "classifier_ms_per_document_real": 1000 * median([r[clock] for r in runs["classify_docs"]]) / len(docs_real),
         **({"classifier_unsorted_ms_per_document_real": 1000 * median(
             [r[clock] for r in runs["classify_docs_unsorted"]]) / len(docs_real)} if args.before else {}),
+        **{f"classifier_{dtype}_ms_per_document_real": 1000 * median([r[clock] for r in runs[f"classify_docs_{dtype}"]])
+           / len(docs_real) for dtype in args.router_dtypes},
         "classifier_ms_per_document_groups8": 1000 * median([r[clock] for r in runs["classify_groups8"]]) / len(docs_8),
         "classifier_share_of_routed_real": median([c[clock] / r[clock] for c, r in
                                                    zip(runs["classify_docs"], runs["routed_docs"])]),
@@ -253,6 +286,8 @@ def main():
         "adapters_used_real_docs": len(routed_adapters),
         "router_document_accuracy_real": correct / len(documents),
         **{f"router_document_accuracy_all_test_docs_read{k}": v for k, v in accuracy.items()},
+        **{f"router_document_accuracy_all_test_docs_{k}": v for k, v in dtype_accuracy.items()},
+        **{f"router_{k}_agrees_with_float32": v for k, v in dtype_agreement.items()},
         "test_documents_scored": len(all_docs) if accuracy else 0,
     }
     columns = ["pipeline", "sentences", "documents", "seconds", "cpu_seconds", "sentences_per_s", "sentences_per_cpu_s",
@@ -269,7 +304,9 @@ def main():
     targets = {"routed_docs_ge_70pct_floor": vs["routed_docs"] >= 0.7,
                "routed_groups8_ge_70pct_floor": vs["routed_groups8"] >= 0.7,
                "router_read_lengths_reaching_70pct": [length for length in args.router_lengths
-                                                      if vs[f"routed_docs_read{length}"] >= 0.7]}
+                                                      if vs[f"routed_docs_read{length}"] >= 0.7],
+               "router_dtypes_reaching_70pct": [dtype for dtype in args.router_dtypes
+                                                if vs[f"routed_docs_router_{dtype}"] >= 0.7]}
     if args.quick:  # tiny random models: the targets are about the real ones
         targets = {key: None for key in targets}
     print(f"\ntargets: {targets}")

@@ -41,6 +41,10 @@ class ScriptedAnswers:
                 cursor = end
         return "".join(f" <<< {s} >>>" for s in chosen) if chosen else " none"
 
+    def keep(self, rows):
+        """The decoder dropped finished rows: follow the remaining ones."""
+        self.targets = [self.targets[row] for row in rows]
+
     def __call__(self, input_ids, scores):
         if self.targets is None:
             self.prompt_length = input_ids.shape[1]

@@ -25,12 +25,13 @@ def test_multibert_benchmark_quick_writes_its_table(tmp_path):
     assert data["machine"]["torch_threads"] == 1
     pipelines = {row["pipeline"]: row for row in data["rows"]}
     assert {"floor", "one_adapter", "routed_docs", "routed_groups8", "routed_docs_read64",
-            "routed_docs_unsorted"} <= set(pipelines)
+            "routed_docs_unsorted", "routed_docs_router_bfloat16", "routed_groups8_router_bfloat16"} <= set(pipelines)
     for row in pipelines.values():
         assert set(data["columns"]) <= set(row)
         assert row["sentences"] == data["settings"]["sentences"] and row["sentences_per_s"] > 0
     assert pipelines["floor"]["vs_floor"] == 1.0
     assert {"classifier_ms_per_document_real", "adapter_switch_ms"} <= set(data["costs"])
     assert set(data["targets"]) == {"routed_docs_ge_70pct_floor", "routed_groups8_ge_70pct_floor",
-                                    "router_read_lengths_reaching_70pct"}
+                                    "router_read_lengths_reaching_70pct", "router_dtypes_reaching_70pct"}
+    assert "classifier_bfloat16_ms_per_document_real" in data["costs"]
     assert "| pipeline |" in done.stdout  # the printed table

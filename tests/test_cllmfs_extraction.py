@@ -50,6 +50,20 @@ def test_grammar_only_accepts_ordered_word_aligned_substrings():
     assert not accepts(slots, "X are Location: <<< Texas >>>")
 
 
+def test_grammar_knows_when_only_the_stop_can_follow():
+    text = "Paris is not Paris , Texas"
+    grammar = AnswerGrammar.build("X are", [None], text, word_boundaries(text))
+
+    def complete(answer):
+        return grammar.complete(grammar.advance_bytes(grammar.initial(), answer.encode("utf-8")))
+
+    assert complete("X are none")  # the decoder ends the row here, without a step to predict the stop
+    assert not complete("X are")
+    assert not complete("X are <<< Paris >>>")  # another entity may follow
+    assert not complete("X are <<< Paris , Texas")  # accepted nowhere yet
+    assert complete("X are <<< Paris , Texas >>>")  # the text is used up: nothing can follow
+
+
 def test_token_bytes_spell_the_text(tokenizer):
     pieces = token_bytes(tokenizer)
     for text in ["Zaha Hadid (زها حديد) won 🏆 in Tōkyō", "می‌خواهم  tabs\tand\nlines"]:

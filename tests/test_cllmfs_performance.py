@@ -138,3 +138,78 @@ def test_mixed_type_batches_reuse_each_groups_prefix_and_match_unbatched_logits(
             ids = tokenizer(jobs[j].prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
             alone = model(input_ids=ids).logits[0, -1]
             assert torch.allclose(out.logits[row, -1], alone, atol=1e-4), row
+
+
+# --- extraction: finished rows leave the batch ------------------------------------------------------------------
+
+
+def test_decode_batch_drops_finished_rows_and_matches_generate(tiny_llm_dir):
+    from ner_adapters.cllmfs.decoding import decode_batch
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir).eval()
+    texts = ["Ali met Sara in Rome", "Tokyo", "Nothing here at all today , really", "a b c"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    steps = 10
+    with torch.no_grad():
+        reference = model.generate(**batch, max_new_tokens=steps, do_sample=False, temperature=None, top_p=None,
+                                   top_k=None, pad_token_id=tokenizer.pad_token_id, eos_token_id=None)
+    answers = reference[:, batch["input_ids"].shape[1]:].tolist()
+    # Stop tokens that end the rows at different steps: row 0's 3rd token and row 2's 6th.
+    stops = [answers[0][2], answers[2][5]]
+    expected = []
+    for row in answers:
+        ends = [i for i, token in enumerate(row) if token in stops]
+        expected.append(row[: ends[0] + 1] if ends else row)
+    assert len({len(e) for e in expected}) > 1
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: sizes.append(kwargs["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        decoded = decode_batch(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=steps, stop_ids=stops)
+    finally:
+        hook.remove()
+    assert [row.token_ids for row in decoded] == expected
+    assert [row.stopped for row in decoded] == [len(e) < steps or e[-1] in stops for e in expected]
+    assert all(len(row.logprobs) == len(row.token_ids) and all(lp <= 0 for lp in row.logprobs) for row in decoded)
+    # One forward per step; a row stops being computed after its stop token.
+    assert sizes[0] == 4 and sizes == sorted(sizes, reverse=True) and sizes[-1] < 4
+    assert sum(sizes) - len(texts) == sum(len(e) for e in expected) - len(texts)
+    # A logits processor that cannot follow dropped rows (no keep()) keeps the batch whole, as generate does.
+    seen = []
+    sizes.clear()
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: sizes.append(kwargs["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        whole = decode_batch(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=steps, stop_ids=stops,
+                             processors=[lambda ids, scores: seen.append(ids.shape) or scores])
+    finally:
+        hook.remove()
+    assert [row.token_ids for row in whole] == expected and set(sizes) == {4}
+    assert seen[0] == batch["input_ids"].shape and seen[1] == (4, batch["input_ids"].shape[1] + 1)
+
+
+def test_prefill_slices_bound_padding_and_keep_order(tiny_llm_dir):
+    from ner_adapters.cllmfs import CLLMFSExtractor, DecodingConfig, EntityType
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    types = [EntityType("person", "Person", "a named person"), EntityType("location", "Location", "a named place")]
+    extractor = CLLMFSExtractor(model, tokenizer, types, decoding=DecodingConfig(batch_size=64, prefill_tokens=200))
+    texts = [" ".join(["word"] * n) for n in (1, 2, 3, 5, 8, 13, 21, 34, 3, 2)]
+    jobs = extractor._jobs(texts, types, None)
+    extractor._group_prefixes = extractor._shared_prefixes(jobs)
+    for batch in extractor._batches(jobs):
+        ordered = [jobs[j] for j in batch]
+        lengths = [extractor._own_length(job) for job in ordered]
+        assert lengths == sorted(lengths)
+        slices = extractor._prefill_slices(ordered)
+        assert [job for piece in slices for job in piece] == ordered
+        for piece in slices:
+            own = [extractor._own_length(job) for job in piece]
+            assert max(own) <= 1.25 * own[0] or len(piece) == 1
+            assert len(piece) * max(own) <= 200 or len(piece) == 1

@@ -59,6 +59,26 @@ def test_recipe_trains_extracts_and_writes_results(recipe, tmp_path, tiny_llm_di
     assert yaml.safe_load((run / "config.yaml").read_text())["method"]["method"] == "cllmfs"
 
 
+def test_rerun_reuses_finished_episodes_of_the_same_experiment(recipe, tmp_path, tiny_llm_dir, shared_data, capsys):
+    config = tiny_config(tmp_path, tiny_llm_dir, shared_data, query_size=4)
+    recipe.main(["--config", str(config), "--config", str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml")])
+    first = tmp_path / "run" / "episode-0" / "results.json"
+    saved = first.read_text()
+    first.touch()
+    stamp = first.stat().st_mtime_ns
+    capsys.readouterr()
+    # More episodes of the same experiment (an interrupted run, or a longer one): episode 0 is not run again.
+    summary = recipe.main(["--config", str(config), "--config", str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml"),
+                           "--n_episodes", "2"])
+    assert "reusing" in capsys.readouterr().out
+    assert first.stat().st_mtime_ns == stamp and first.read_text() == saved
+    assert summary["runs"] == 2 and (tmp_path / "run" / "episode-1" / "results.json").is_file()
+    # A changed setting is another experiment: every episode runs again.
+    recipe.main(["--config", str(config), "--config", str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml"),
+                 "--n_episodes", "2", "--max_new_tokens", "6"])
+    assert "reusing" not in capsys.readouterr().out and first.stat().st_mtime_ns != stamp
+
+
 def test_layered_configs_and_baselines_share_the_episodes(recipe, tmp_path, tiny_llm_dir, shared_data):
     base = tiny_config(tmp_path, tiny_llm_dir, shared_data, query_size=4)
     recipe.main(["--config", str(base), "--output_dir", str(tmp_path / "zs"), "--config",

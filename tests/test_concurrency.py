@@ -60,15 +60,9 @@ def _extractor(tiny_llm_dir, seed: int, script: dict):
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0, 0.5)
-    original = model.generate
-
-    def generate(*args, logits_processor=None, **kwargs):
-        logits_processor.insert(0, ScriptedAnswers(tokenizer, script))
-        return original(*args, logits_processor=logits_processor, **kwargs)
-
-    model.generate = generate
     types = [EntityType("person", "Person", "a named person"), EntityType("location", "Location", "a named place")]
-    return CLLMFSExtractor(model, tokenizer, types, decoding=DecodingConfig(max_new_tokens=7, batch_size=4))
+    return CLLMFSExtractor(model, tokenizer, types, decoding=DecodingConfig(max_new_tokens=7, batch_size=4),
+                           make_logits_processors=lambda: [ScriptedAnswers(tokenizer, script)])
 
 
 @pytest.fixture(scope="module")

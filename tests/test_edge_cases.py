@@ -89,16 +89,10 @@ def extractor(tiny_llm_dir, tokenizer):
 
 @pytest.fixture
 def scripted(extractor, monkeypatch):
-    """``scripted({"Location": ["Paris"]})``: the extractor's generate is steered to answer with those strings."""
+    """``scripted({"Location": ["Paris"]})``: the extractor's answers are steered to those strings."""
 
     def install(script):
-        original = type(extractor.model).generate
-
-        def generate(model, *args, logits_processor=None, **kwargs):
-            logits_processor.insert(0, ScriptedAnswers(extractor.tokenizer, script))
-            return original(model, *args, logits_processor=logits_processor, **kwargs)
-
-        monkeypatch.setattr(type(extractor.model), "generate", generate)
+        monkeypatch.setattr(extractor, "make_logits_processors", lambda: [ScriptedAnswers(extractor.tokenizer, script)])
 
     return install
 
@@ -446,16 +440,10 @@ def cllmfs_pipeline(extractor, tiny_llm_dir, tmp_path_factory):
 
 
 def test_pipeline_cllmfs_edge_cases(cllmfs_pipeline, monkeypatch):
-    model = cllmfs_pipeline.extractor.model
-    original = model.generate
     script = {"Location": ["Zürich", "😀", "تهران", "Москва", "paris", "Paris", "Shiraz"],
               "Person": ["علی\u200cرضا", "山田太郎", "x"]}
-
-    def generate(*args, logits_processor=None, **kwargs):
-        logits_processor.insert(0, ScriptedAnswers(cllmfs_pipeline.tokenizer, script))
-        return original(*args, logits_processor=logits_processor, **kwargs)
-
-    monkeypatch.setattr(model, "generate", generate)
+    monkeypatch.setattr(cllmfs_pipeline.extractor, "make_logits_processors",
+                        lambda: [ScriptedAnswers(cllmfs_pipeline.tokenizer, script)])
     types = cllmfs_pipeline.extractor.entity_types
     for name, text in [*EDGE_TEXTS.items(), ("long", LONG_DOC)]:
         entities = cllmfs_pipeline(text)

@@ -127,3 +127,23 @@ def test_routed_tagging_of_persian_text_runs_on_the_real_model(mbert):
         assert document[sentence.start : sentence.end] == sentence.text
         for entity in sentence.entities:
             assert document[entity.start : entity.end] == entity.word
+
+
+def test_router_compute_dtype(mbert, tmp_path):
+    texts = ["Mary visited Paris today .", "john scored twice", "we flew to paris and then on to rome " * 3]
+    exact = mbert.classify(texts)
+    mbert.router_dtype = "bfloat16"
+    lowered = mbert.classify(texts)
+    assert [list(p) for p in lowered] == [list(p) for p in exact]  # same domains, input order kept
+    for p, q in zip(exact, lowered):
+        assert all(abs(p[d] - q[d]) < 0.05 for d in p) and abs(sum(q.values()) - 1) < 1e-4
+    mbert.router_dtype = "auto"  # bfloat16 or float32, whichever this CPU computes natively
+    assert len(mbert.classify(texts)) == 3
+    mbert.router_dtype = "float32"
+    assert mbert.classify(texts) == exact
+    # a runtime choice: not saved, given to load() (and to ner_adapters.pipeline(router_dtype=...))
+    mbert.save(tmp_path / "model")
+    assert MultiBertModel.load(tmp_path / "model").router_dtype == "float32"
+    assert MultiBertModel.load(tmp_path / "model", router_dtype="bfloat16").router_dtype == "bfloat16"
+    with pytest.raises(MultiBertError, match="router_dtype 'int8'"):
+        MultiBertModel.load(tmp_path / "model", router_dtype="int8")

@@ -143,6 +143,18 @@ def test_auto_routing_reports_the_domain(ner, mbert):
     assert (explicit["domain"], explicit["domain_score"], explicit["probabilities"]) == ("reviews", None, None)
 
 
+def test_router_dtype_reaches_the_classifier(multibert_run, ner):
+    lowered = pipeline("token-classification", model=multibert_run.core_id, adapter=str(multibert_run.model_dir),
+                       router_dtype="bfloat16")
+    assert lowered.mbert.router_dtype == "bfloat16" and ner.mbert.router_dtype == "float32"
+    answer, exact = lowered(EXAMPLE, return_domain=True), ner(EXAMPLE, return_domain=True)
+    assert answer["domain"] == exact["domain"]
+    assert answer["probabilities"] == pytest.approx(exact["probabilities"], abs=0.05)
+    with pytest.raises(Exception, match="router_dtype"):
+        pipeline("token-classification", model=multibert_run.core_id, adapter=str(multibert_run.model_dir),
+                 router_dtype="int4")
+
+
 def test_batches_and_lists_match_single_calls(ner):
     texts = [EXAMPLE, "we flew from london to tehran .", "", SUBWORDS, "sara loved the food in shiraz ."]
     single = [ner(t) for t in texts]

@@ -368,8 +368,8 @@ class CLLMFSTokenClassificationPipeline(_NoSave, Pipeline):
 # --- the entry point -----------------------------------------------------------------------------------------
 
 
-def _load_multibert(items: list[tuple[str, Path, str]], core: str | None, *, router_threshold, revision, cache_dir,
-                    token, pipeline_kwargs) -> MultiBertTokenClassificationPipeline:
+def _load_multibert(items: list[tuple[str, Path, str]], core: str | None, *, router_threshold, router_dtype,
+                    revision, cache_dir, token, pipeline_kwargs) -> MultiBertTokenClassificationPipeline:
     from .multibert.model import MultiBertError, MultiBertModel
 
     assembly = MultiBertAssembly()
@@ -395,7 +395,7 @@ def _load_multibert(items: list[tuple[str, Path, str]], core: str | None, *, rou
     with tempfile.TemporaryDirectory(prefix="ner-adapters-") as tmp:
         staging = assembly.write(Path(tmp) / "model")
         try:
-            mbert = MultiBertModel.load(staging, core_model=core)
+            mbert = MultiBertModel.load(staging, core_model=core, router_dtype=router_dtype)
         except MultiBertError as err:
             if "trained on another core" in str(err):
                 raise AdapterMismatchError(
@@ -430,6 +430,7 @@ def pipeline(
     entity_types: Sequence[str] | Mapping[str, str] | None = None,
     aggregation_strategy: str = "simple",
     router_threshold: float | None = None,
+    router_dtype: str | None = None,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     token: str | bool | None = None,
@@ -441,7 +442,8 @@ def pipeline(
     """A token-classification pipeline for ner-adapters artifacts (see the module docstring).
 
     ``model``: the core (Multi-BERT) or base LLM (CLLMFS), a Hub id or folder; by default the one the adapter
-    records. Other keyword arguments (``batch_size``, ``domain``, ``ignore_labels``, ``return_domain``) are
+    records. ``router_dtype`` ("float32", "bfloat16", "float16" or "auto") is the domain classifier's compute
+    dtype (see ``MultiBertModel.classify``). Other keyword arguments (``batch_size``, ``domain``, ``ignore_labels``, ``return_domain``) are
     the pipeline's defaults for every call.
     """
     if task not in TASKS:
@@ -471,6 +473,8 @@ def pipeline(
             raise ArtifactError("a CLLMFS adapter is loaded on its own: one per pipeline, without Multi-BERT adapters")
         if str(adapter) == AUTO:
             raise ArtifactError("adapter='auto' routes between Multi-BERT domain adapters; a CLLMFS adapter has none")
+        if router_dtype is not None:
+            raise ValueError("router_dtype= is for Multi-BERT domain classifiers; a CLLMFS adapter has none")
         source, folder, _ = items[0]
         return _load_cllmfs(source, folder, core, entity_types=entity_types, decoding=decoding, torch_dtype=torch_dtype,
                             pipeline_kwargs=pipeline_kwargs)
@@ -479,8 +483,8 @@ def pipeline(
     if str(adapter) == AUTO and KIND_ROUTER not in kinds and not any(
             kind == KIND_MULTIBERT and _has_router(folder) for _, folder, kind in items):
         raise ArtifactError(f"adapter='auto' needs a domain classifier, and {model} has none")
-    return _load_multibert(items, core, router_threshold=router_threshold, revision=revision, cache_dir=cache_dir,
-                           token=token, pipeline_kwargs=pipeline_kwargs)
+    return _load_multibert(items, core, router_threshold=router_threshold, router_dtype=router_dtype, revision=revision,
+                           cache_dir=cache_dir, token=token, pipeline_kwargs=pipeline_kwargs)
 
 
 def _has_router(folder: Path) -> bool:

@@ -191,8 +191,9 @@ class AnswerGrammar:
             kind, index, floor = step
             if kind == "open":
                 return [("start", index, floor)]
-            if kind == "close":  # another entity after this one, or the next step
-                return [("lit", ("open", index, floor), 0), *self._enter(index + 1)]
+            if kind == "close":  # another entity after this one (if a word starts after it), or the next step
+                more = [("lit", ("open", index, floor), 0)] if self.starts and max(self.starts) >= floor else []
+                return [*more, *self._enter(index + 1)]
             return self._enter(index + 1)  # after " none"
         return self._enter(step + 1)
 
@@ -235,6 +236,18 @@ class AnswerGrammar:
     def accepts(states: frozenset) -> bool:
         return ("done",) in states
 
+    def complete(self, states: frozenset) -> bool:
+        """Accepted, and no byte can follow: only the stop may come next."""
+        if not self.accepts(states):
+            return False
+        for state in states:
+            kind = state[0]
+            if kind == "start" or (kind == "ent" and state[2] < len(self.text)):
+                return False
+            if kind == "lit" and state[2] < len(self._literal(state[1])):
+                return False
+        return True
+
 
 def _char_to_byte(text: str) -> list[int]:
     """Byte offset of every character offset (one past the end included)."""
@@ -274,6 +287,21 @@ class SubstringConstraint(LogitsProcessor):
         self.states: list[frozenset | None] = [g.initial() for g in self.grammars]
         self.prompt_length: int | None = None
         self.consumed = 0
+
+    def keep(self, rows: Sequence[int]) -> None:
+        """Only follow ``rows`` (in this order) from now on: the decoder took the other rows out of the batch."""
+        self.grammars = [self.grammars[row] for row in rows]
+        self.states = [self.states[row] for row in rows]
+
+    def ends_after(self, row: int, token: int) -> bool:
+        """Whether the grammar leaves row ``row`` nothing but a stop token once ``token`` is appended: a decoder
+        can end the row there without computing the next step."""
+        states = self.states[row]
+        if not states or token in self.stop_ids:
+            return False
+        piece = self.trie.token_bytes[token] if token < len(self.trie.token_bytes) else None
+        grammar = self.grammars[row]
+        return grammar.complete(grammar.advance_bytes(states, piece or b""))
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if input_ids.shape[0] != len(self.grammars):

@@ -216,6 +216,31 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     return result
 
 
+def _same_experiment(config_path: Path, config: dict) -> bool:
+    """Whether ``output_dir`` holds an earlier run of this experiment (same settings; more episodes are fine)."""
+    if not config_path.is_file():
+        return False
+    try:
+        previous = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+
+    def without_count(c: dict) -> dict:  # logging_dir defaults to a fresh timestamp on every run
+        return {**c, "episodes": {k: v for k, v in c.get("episodes", {}).items() if k != "n_episodes"},
+                "training": {k: v for k, v in c.get("training", {}).items() if k != "logging_dir"}}
+
+    return isinstance(previous, dict) and without_count(previous) == without_count(config)
+
+
+def _finished_episode(episode_dir: Path, episode: Episode) -> dict | None:
+    """The saved result of ``episode`` when its folder holds one (``results.json`` is written last)."""
+    try:
+        result = json.loads((episode_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("episode") == episode.id else None
+
+
 def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments, decoding: DecodingConfig,
                    training_args: CLLMFSConfig, model_args) -> dict | None:
     """Every episode in turn; writes ``episodes.jsonl``, per-episode folders and a summary ``results.json``."""
@@ -224,15 +249,23 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
     state = PartialState()
     root = Path(training_args.output_dir)
     episodes = get_episodes(episode_args)
+    config = {"episodes": dataclasses.asdict(episode_args), "method": dataclasses.asdict(method_args),
+              "decoding": dataclasses.asdict(decoding), "model": dataclasses.asdict(model_args),
+              "training": {k: v for k, v in training_args.to_dict().items() if "token" not in k}}
+    config = yaml.safe_load(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))  # as it reads back
+    reusable = _same_experiment(root / "config.yaml", config)
+    state.wait_for_everyone()
     if state.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
         save_episodes(episodes, root / "episodes.jsonl")
-        config = {"episodes": dataclasses.asdict(episode_args), "method": dataclasses.asdict(method_args),
-                  "decoding": dataclasses.asdict(decoding), "model": dataclasses.asdict(model_args),
-                  "training": {k: v for k, v in training_args.to_dict().items() if "token" not in k}}
-        (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        atomic_write_text(root / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     results = []
     for index, episode in enumerate(episodes):
+        done = _finished_episode(root / f"episode-{index}", episode) if reusable else None
+        if done is not None:  # an earlier, interrupted run of this same experiment finished this episode
+            print(f"{episode.id}: reusing {root / f'episode-{index}' / 'results.json'}", flush=True)
+            results.append(done)
+            continue
         result = run_episode(episode, episode_args, method_args, decoding, training_args, model_args,
                              root / f"episode-{index}")
         if result is not None:

@@ -2,9 +2,10 @@
 the answers back to character offsets in the shape of the transformers token-classification pipeline.
 
 Decoding follows the paper: greedy or temperature 0.01 with top-p, stopping at the end-of-turn marker,
-constrained to substrings of the input. Prompts are batched; the prompt prefix of each type group (the system
-message and the instruction, the same for every sentence of a type) is encoded once per call and its key/value
-cache reused by every row of that group, in any batch, with the row's own tokens after it. An input longer than
+constrained to substrings of the input. Prompts are batched, and a row leaves its batch as soon as its
+answer ends (see ``decoding``). The prompt prefix of each type group (the system message and the instruction,
+the same for every sentence of a type) is encoded once per call and its key/value cache reused by every row of
+that group, in any batch, with the row's own tokens after it. An input longer than
 ``max_input_tokens`` is split into overlapping word-aligned chunks whose entities are shifted back to
 document offsets, never silently truncated. A string the model lists twice maps to two successive
 occurrences.
@@ -19,10 +20,10 @@ import os
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..data.readers import tokenize_with_offsets
 from ..data.schema import Sentence
@@ -30,6 +31,7 @@ from ..models import resolve_model
 from ..spans import Span, char_span_to_tokens, token_char_offsets
 from .artifact import CLLMFSAdapterConfig
 from .constrained import AnswerGrammar, SubstringConstraint, vocabulary_trie
+from .decoding import decode, merge, prefill
 from .entity_types import EntityType, as_entity_types
 from .prompts import PromptFormat, PromptMode
 
@@ -45,7 +47,10 @@ class DecodingConfig:
     temperature: float = field(default=0.01, metadata={"help": "Sampling temperature (with do_sample)."})
     top_p: float = field(default=0.9, metadata={"help": "Nucleus sampling threshold (with do_sample)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest answer, in tokens."})
-    batch_size: int = field(default=32, metadata={"help": "Prompts generated together."})
+    batch_size: int = field(default=64, metadata={"help": "Prompts decoded together (one forward per step)."})
+    prefill_tokens: int = field(
+        default=1024, metadata={"help": "Most tokens (padding included) per prefill forward of similar-length prompts."}
+    )
     max_input_tokens: int = field(default=256, metadata={"help": "Longer inputs are split into chunks."})
     chunk_overlap_words: int = field(default=8, metadata={"help": "Words shared by consecutive chunks."})
     resolve_overlaps: bool = field(default=True, metadata={"help": "Keep the best-scored of overlapping entities."})
@@ -65,31 +70,7 @@ class _Job:
     boundaries: list[tuple[int, int]]
     types: list[EntityType]
     prompt: str
-
-
-class _TokenLogProbs(LogitsProcessor):
-    """Records the log-probability (under the unconstrained model) of each generated token, one step late."""
-
-    def __init__(self):
-        self.previous: torch.Tensor | None = None
-        self.chosen: list[torch.Tensor] = []
-        self.start: int | None = None
-
-    def __call__(self, input_ids, scores):
-        if self.start is None:
-            self.start = input_ids.shape[1]
-        elif self.previous is not None:
-            self.chosen.append(self.previous.gather(1, input_ids[:, -1:]).squeeze(1))
-        self.previous = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
-        """``(B, new_tokens)`` log-probabilities of the generated tokens."""
-        if self.previous is not None and sequences.shape[1] > self.start + len(self.chosen):
-            self.chosen.append(self.previous.gather(1, sequences[:, self.start + len(self.chosen)].unsqueeze(1)).squeeze(1))
-        if not self.chosen:
-            return torch.zeros(sequences.shape[0], 0)
-        return torch.stack(self.chosen, dim=1)
+    ids: list[int] | None = None  # the prompt's token ids, once encoded
 
 
 def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
@@ -154,8 +135,13 @@ class CLLMFSExtractor:
         prompt_mode: PromptMode = "per_type",
         decoding: DecodingConfig | None = None,
         format_hint: bool = False,
+        make_logits_processors: Callable[[], Sequence] | None = None,
     ):
+        """``make_logits_processors``: called for every decoding batch, it returns extra ``transformers``
+        logits processors, applied before the substring constraint (fresh ones per batch, as ``generate``
+        would get). A processor with a ``keep(rows)`` method lets finished rows leave the batch."""
         self.model = model.eval()
+        self.make_logits_processors = make_logits_processors
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -233,6 +219,7 @@ class CLLMFSExtractor:
             if not isinstance(text, str):
                 raise TypeError(f"input {i} is a {type(text).__name__}, not a string")
         jobs = self._jobs(texts, types, boundaries)
+        self._encode_prompts(jobs)
         self._prefix_caches = {}  # the model may have changed since the last call
         self._group_prefixes = self._shared_prefixes(jobs) if self.decoding.prefix_cache else {}
         found: list[list[dict]] = [[] for _ in texts]
@@ -333,19 +320,33 @@ class CLLMFSExtractor:
                 break
             first = max(first + 1, last + 1 - self.decoding.chunk_overlap_words)
 
+    def _encode_prompts(self, jobs: Sequence[_Job]) -> None:
+        """Token ids of every prompt, in one tokenizer call."""
+        missing = [job for job in jobs if job.ids is None]
+        if missing:
+            encoded = self.tokenizer([job.prompt for job in missing], add_special_tokens=False)["input_ids"]
+            for job, ids in zip(missing, encoded):
+                job.ids = ids
+
     def _shared_prefixes(self, jobs: Sequence[_Job]) -> dict[tuple[str, ...], tuple[int, ...]]:
         """The prompt tokens every job of a type group starts with (the system message and the instruction)."""
+        self._encode_prompts(jobs)
         rows: dict[tuple[str, ...], list[list[int]]] = {}
-        encoded = self.tokenizer([job.prompt for job in jobs], add_special_tokens=False)["input_ids"] if jobs else []
-        for job, ids in zip(jobs, encoded):
-            rows.setdefault(_group_key(job), []).append(ids)
+        for job in jobs:
+            rows.setdefault(_group_key(job), []).append(job.ids)
         return {key: tuple(group[0][: _common_prefix_length(group)]) for key, group in rows.items()}
 
+    def _own_length(self, job: _Job) -> int:
+        """Tokens of a prompt after its group's cached prefix: what prefilling it costs."""
+        return len(job.ids) - len(self._group_prefixes.get(_group_key(job), ()))
+
     def _batches(self, jobs: Sequence[_Job]) -> list[list[int]]:
-        """Job indices in batches. Sorted by sentence length, so rows pad little. The batches may mix type groups:
-        each row's instruction prefix comes from its group's KV cache (see ``_encode_batch``), so a batch never
-        splits only to keep one prefix, and a few sentences of many types still fill whole batches."""
-        order = sorted(range(len(jobs)), key=lambda j: (len(jobs[j].chunk), _group_key(jobs[j])))
+        """Job indices in decoding batches, sorted by their own prompt length, so the prefill batches cut from
+        them (``prefill_batch_size``) pad little. The batches may mix type groups: each row's instruction prefix
+        comes from its group's KV cache (see ``_encode_batch``), so a batch never splits only to keep one prefix,
+        and a few sentences of many types still fill whole batches."""
+        self._encode_prompts(jobs)
+        order = sorted(range(len(jobs)), key=lambda j: (self._own_length(jobs[j]), _group_key(jobs[j])))
         return [order[i : i + self.decoding.batch_size] for i in range(0, len(order), self.decoding.batch_size)]
 
     def _prefix_cache(self, prefix: tuple[int, ...]):
@@ -365,7 +366,8 @@ class CLLMFSExtractor:
         positions as alone. A row whose group has no usable prefix gets an empty one (all of it is its own).
         """
         tokenizer = self.tokenizer
-        rows = [tokenizer(job.prompt, add_special_tokens=False)["input_ids"] for job in jobs]
+        self._encode_prompts(jobs)
+        rows = [job.ids for job in jobs]
         prefixes: list[tuple[int, ...]] = []
         if self.decoding.prefix_cache:
             batch_groups: dict[tuple[str, ...], list[list[int]]] = {}
@@ -416,12 +418,24 @@ class CLLMFSExtractor:
             past.update(k, v, index)
         return past
 
+    def _prefill_slices(self, jobs: list[_Job]) -> list[list[_Job]]:
+        """Consecutive runs of a decoding batch to prefill together: at most ``prefill_tokens`` padded tokens, and
+        no prompt over 1.25x the own length of the run's first (a padded position costs as much as a real one)."""
+        self._encode_prompts(jobs)
+        lengths = [max(1, self._own_length(job)) for job in jobs]
+        slices: list[list[_Job]] = []
+        first = 0
+        for index in range(1, len(jobs) + 1):
+            if index == len(jobs) or lengths[index] > 1.25 * lengths[first] \
+                    or (index - first + 1) * max(lengths[first : index + 1]) > self.decoding.prefill_tokens:
+                slices.append(jobs[first:index])
+                first = index
+        return slices
+
     @torch.no_grad()
     def _generate(self, jobs: list[_Job]) -> list[list[dict]]:
-        tokenizer = self.tokenizer
-        batch = self._encode_batch(jobs)
-        recorder = _TokenLogProbs()
-        processors = [recorder]
+        """Answers of one decoding batch: prefilled in slices of similar lengths, decoded together."""
+        constraint = None
         if self.decoding.constrained:
             grammars = [
                 AnswerGrammar.build("" if self.decoding.prime_answer else self.format.answer_prefix,
@@ -429,23 +443,23 @@ class CLLMFSExtractor:
                                     job.boundaries, stop=self.format.stop_text)
                 for job in jobs
             ]
-            processors.append(SubstringConstraint(grammars, tokenizer, self.stop_ids))
-        sampling = {"do_sample": True, "temperature": self.decoding.temperature, "top_p": self.decoding.top_p} \
-            if self.decoding.do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        sequences = self.model.generate(
-            **batch,
-            max_new_tokens=self.decoding.max_new_tokens,
-            logits_processor=LogitsProcessorList(processors),
-            eos_token_id=self.stop_ids,
-            pad_token_id=tokenizer.pad_token_id,
-            stop_strings=[self.format.stop_text.strip()] if self.format.stop_text else None,
-            tokenizer=tokenizer if self.format.stop_text else None,
-            **sampling,
+            constraint = SubstringConstraint(grammars, self.tokenizer, self.stop_ids)
+        processors = [*(self.make_logits_processors() if self.make_logits_processors else ()),
+                      *([constraint] if constraint is not None else [])]
+        stop = self.format.stop_text.strip() if self.format.stop_text else None
+        parts = []
+        for piece in self._prefill_slices(jobs):
+            batch = self._encode_batch(piece)
+            parts.append(prefill(self.model, batch["input_ids"], batch["attention_mask"],
+                                 past_key_values=batch.get("past_key_values")))
+        answers = decode(
+            self.model, merge(parts, self.tokenizer.pad_token_id), max_new_tokens=self.decoding.max_new_tokens,
+            stop_ids=self.stop_ids, processors=processors,
+            stop_bytes=stop.encode("utf-8") if stop else None, token_bytes=vocabulary_trie(self.tokenizer).token_bytes,
+            do_sample=self.decoding.do_sample, temperature=self.decoding.temperature, top_p=self.decoding.top_p,
         )
-        logprobs = recorder.finish(sequences)
-        generated = sequences[:, batch["input_ids"].shape[1] :].tolist()
         self.stats["prompts"] += len(jobs)
-        return [self._read_answer(job, ids, logprobs[row].tolist()) for row, (job, ids) in enumerate(zip(jobs, generated))]
+        return [self._read_answer(job, answer.token_ids, answer.logprobs) for job, answer in zip(jobs, answers)]
 
     def _read_answer(self, job: _Job, token_ids: list[int], logprobs: list[float]) -> list[dict]:
         """Entities of one generated answer, with scores from the tokens that spell them."""
