@@ -115,3 +115,17 @@ def test_accelerate_launch_with_two_cpu_processes(tmp_path, tiny_llm_dir, shared
     summary = json.loads((tmp_path / "run" / "results.json").read_text())
     assert summary["runs"] == 1
     assert "micro-F1" in result.stdout and result.stdout.count("micro-F1") == 2  # printed by the main process only
+
+
+def test_one_lora_target_module_stays_a_module_name():
+    """trl.ModelConfig turns [q_proj] into "q_proj", which PEFT would read as a regex over whole module paths."""
+    from trl import ModelConfig
+
+    from ner_adapters.cllmfs.experiment import lora_config
+
+    one = lora_config(ModelConfig(use_peft=True, lora_target_modules=["q_proj"], lora_task_type="CAUSAL_LM"))
+    assert one.target_modules == {"q_proj"}
+    several = lora_config(ModelConfig(use_peft=True, lora_target_modules=["q_proj", "v_proj"]))
+    assert several.target_modules == {"q_proj", "v_proj"}
+    assert lora_config(ModelConfig(use_peft=True, lora_target_modules=["all-linear"])).target_modules == "all-linear"
+    assert lora_config(ModelConfig(use_peft=True, lora_target_modules=[".*proj"])).target_modules == ".*proj"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,11 +119,24 @@ def _load_base(model_args, tokenizer_only: bool = False):
     return model, tokenizer
 
 
+def lora_config(model_args):
+    """TRL's ``get_peft_config``, with one module name kept a name.
+
+    ``trl.ModelConfig`` turns a one-item ``lora_target_modules`` list into its string (for "all-linear"), and
+    PEFT reads a string as a regular expression over whole module paths: ``[q_proj]`` would match no module.
+    """
+    from trl import get_peft_config
+
+    config = get_peft_config(model_args)
+    targets = getattr(config, "target_modules", None)
+    if isinstance(targets, str) and targets != "all-linear" and re.fullmatch(r"[\w.]+", targets):
+        config.target_modules = {targets}
+    return config
+
+
 def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodArguments, training_args: CLLMFSConfig,
                  model_args, output_dir: Path):
     """LoRA (+ contrastive) SFT on the episode's support set; returns the trainer."""
-    from trl import get_peft_config
-
     from .cllmfs_trainer import CLLMFSTrainer
     from .prompts import PromptFormat
     from .sft_data import build_sft_dataset
@@ -136,7 +150,7 @@ def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodA
     args = dataclasses.replace(training_args, output_dir=str(output_dir))
     stop_on_signal = CheckpointOnSignal()
     trainer = CLLMFSTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                            peft_config=get_peft_config(model_args), callbacks=[stop_on_signal])
+                            peft_config=lora_config(model_args), callbacks=[stop_on_signal])
     trainer.train(resume_from_checkpoint=_resume_point(args))
     stop_on_signal.raise_if_received()  # SIGTERM: a checkpoint was written; this episode is not finished
     return trainer, tokenizer
