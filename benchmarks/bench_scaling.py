@@ -239,6 +239,16 @@ def plots(result: dict) -> list[str]:
     return written
 
 
+def _save(plt, fig, title: str, name: str) -> str:
+    """Title, lay out and write a figure to ``docs/``; returns its path relative to the repository."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = DOCS / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path.relative_to(REPO_ROOT))
+
+
 def plot_cllmfs(plt, rows) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     sent = [r for r in rows if r["axis"] == "sentences"]
@@ -257,12 +267,7 @@ def plot_cllmfs(plt, rows) -> str:
     axes[1].legend()
     for ax in (axes[0], twin, axes[1]):
         ax.set_ylim(bottom=0)
-    fig.suptitle("CLLMFS extraction scaling (SmolLM2-135M, batched, constrained)")
-    fig.tight_layout()
-    path = DOCS / "perf_scaling_cllmfs.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path.relative_to(REPO_ROOT))
+    return _save(plt, fig, "CLLMFS extraction scaling (SmolLM2-135M, batched, constrained)", "perf_scaling_cllmfs.png")
 
 
 def plot_multibert(plt, mb) -> str:
@@ -293,12 +298,7 @@ def plot_multibert(plt, mb) -> str:
         ax.set_xticks(ticks)
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-    fig.suptitle("Multi-BERT scaling (MiniLM core)")
-    fig.tight_layout()
-    path = DOCS / "perf_scaling_multibert.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path.relative_to(REPO_ROOT))
+    return _save(plt, fig, "Multi-BERT scaling (MiniLM core)", "perf_scaling_multibert.png")
 
 
 def main():

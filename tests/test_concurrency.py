@@ -22,6 +22,16 @@ from scripted_answers import ScriptedAnswers
 THREADS = 8
 
 
+def run_threads(worker, timeout: float) -> None:
+    """``worker(i)`` in THREADS threads started together; every one must finish within ``timeout``."""
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads)
+
+
 @pytest.fixture(scope="module")
 def _one_thread():
     with one_torch_thread():
@@ -135,12 +145,7 @@ def test_eight_threads_each_get_their_own_adapters_answer(mbert, extractors):
             if not same(got, expected[call]):
                 failures.append((call[:2], "answered by another adapter or call"))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    assert not any(thread.is_alive() for thread in threads)
+    run_threads(worker, timeout=600)
     assert not failures, failures[:5]
 
 
@@ -206,10 +211,5 @@ def test_eight_space_clients_each_get_their_own_adapters_answer(space_url):
             if got != expected[call]:
                 failures.append((call[1:], got[:200]))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert not any(thread.is_alive() for thread in threads)
+    run_threads(worker, timeout=300)
     assert not failures, failures[:5]

@@ -277,7 +277,8 @@ class SubstringConstraint(LogitsProcessor):
     """Masks every token that would leave the answer grammar, row by row of a (left-padded) batch.
 
     ``grammars[i]`` is row ``i``'s grammar; ``stop_ids`` the end-of-turn token(s), allowed only once the
-    answer is complete. Finished rows (after a stop token) are left alone: generate pads them.
+    answer is complete. Finished rows (after a stop token) are left alone; a decoder that takes them out of
+    the batch says so with ``keep``.
     """
 
     def __init__(self, grammars: Sequence[AnswerGrammar], tokenizer, stop_ids: Sequence[int]):
