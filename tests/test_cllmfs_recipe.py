@@ -67,9 +67,11 @@ def test_rerun_reuses_finished_episodes_of_the_same_experiment(recipe, tmp_path,
     first.touch()
     stamp = first.stat().st_mtime_ns
     capsys.readouterr()
-    # More episodes of the same experiment (an interrupted run, or a longer one): episode 0 is not run again.
+    # More episodes of the same experiment (an interrupted run, or a longer one): episode 0 is not run again,
+    # also when resuming or when only the decoding batch shapes changed (they change speed, not spans).
     summary = recipe.main(["--config", str(config), "--config", str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml"),
-                           "--n_episodes", "2"])
+                           "--n_episodes", "2", "--batch_size", "3", "--prefill_tokens", "256",
+                           "--resume_from_checkpoint", "true"])
     assert "reusing" in capsys.readouterr().out
     assert first.stat().st_mtime_ns == stamp and first.read_text() == saved
     assert summary["runs"] == 2 and (tmp_path / "run" / "episode-1" / "results.json").is_file()

@@ -230,6 +230,10 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     return result
 
 
+_SPEED_ONLY_DECODING = ("batch_size", "prefill_tokens")
+_RUN_ONLY_TRAINING = ("logging_dir", "resume_from_checkpoint")
+
+
 def _same_experiment(config_path: Path, config: dict) -> bool:
     """Whether ``output_dir`` holds an earlier run of this experiment (same settings; more episodes are fine)."""
     if not config_path.is_file():
@@ -239,9 +243,13 @@ def _same_experiment(config_path: Path, config: dict) -> bool:
     except (OSError, yaml.YAMLError):
         return False
 
-    def without_count(c: dict) -> dict:  # logging_dir defaults to a fresh timestamp on every run
+    def without_count(c: dict) -> dict:
+        # logging_dir defaults to a fresh timestamp on every run, resuming continues the same run, and the
+        # decoding batch shapes change speed and memory, not the spans (benchmarks/profiling/reextract_episode.py):
+        # none of them makes a new experiment.
         return {**c, "episodes": {k: v for k, v in c.get("episodes", {}).items() if k != "n_episodes"},
-                "training": {k: v for k, v in c.get("training", {}).items() if k != "logging_dir"}}
+                "decoding": {k: v for k, v in c.get("decoding", {}).items() if k not in _SPEED_ONLY_DECODING},
+                "training": {k: v for k, v in c.get("training", {}).items() if k not in _RUN_ONLY_TRAINING}}
 
     return isinstance(previous, dict) and without_count(previous) == without_count(config)
 
