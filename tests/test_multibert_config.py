@@ -38,6 +38,7 @@ def test_unknown_yaml_key_raises_naming_key_and_file(tmp_path):
     ("lora_r: [3]\n", r"key 'lora_r' takes one value"),
     ("schemes: {parsner: x}\n", r"key 'schemes' must be a scalar or a list"),
     ("variants: [multibert, chatgpt]\n", r"variants: 'chatgpt' is not one of"),
+    ("variants: []\n", r"variants"),
     ("- a\n- b\n", r"top level must be a mapping"),
 ])
 def test_bad_values_name_the_file_and_key(tmp_path, text, message):

@@ -69,6 +69,26 @@ def test_recipe_on_two_uner_genres(tmp_path, capsys):
     assert row["saved"] == 27_648 and row["trainable"] == 27_648  # head frozen in step 2
 
 
+def test_router_alone_trains_no_domain_adapter(tmp_path):
+    """``variants: [router]``: only the domain classifier is trained and scored, and no half-trained set is saved."""
+    from ner_adapters.multibert.config import ConfigError
+
+    config = tmp_path / "router.yaml"
+    config.write_text(
+        "core_model: sentence-transformers/all-MiniLM-L6-v2\n"
+        "domains: [uner_en_ewt:weblog, uner_en_ewt:newsgroup]\n"
+        "max_train_sentences: 48\nmax_dev_sentences: 16\nmax_test_sentences: 32\n"
+        "variants: [router]\nrouter_epochs: 1\ngroup_size: 4\nrouter_max_length: 128\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert recipe_main()([str(config), "--output_dir", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in results["runs"]] == ["router"] and results["f1"] == {}
+    assert results["router"]["groups"] >= 16 and 0 <= results["router"]["accuracy"] <= 1
+    assert not (out / "model").exists() and "no Multi-BERT model was saved" in " ".join(results["notes"])
+    with pytest.raises(ConfigError, match="'router' needs the router"):
+        recipe_main()([str(config), "--output_dir", str(out), "--train_router", "false"])
+
+
 def test_minilm_prefix_budget():
     model = MultiBertModel.from_core(MINILM)
     model.add_scheme("uner", ["PER", "ORG", "LOC"])

@@ -17,7 +17,9 @@ from typing import Any, Literal, Optional, Sequence
 from ..models import MINILM
 
 AdapterKind = Literal["lora", "prefix"]
-VARIANTS = ("multibert", "multibert_scratch", "general_adapter", "general_bert", "spec_bert", "routed")
+VARIANTS = ("multibert", "multibert_scratch", "general_adapter", "general_bert", "spec_bert", "routed", "router")
+# The variants that need the domain adapters trained; "router" alone trains only the domain classifier.
+ADAPTER_VARIANTS = ("multibert", "general_adapter", "routed")
 
 
 class ConfigError(ValueError):
@@ -128,6 +130,8 @@ class TrainingArguments:
             _check_choice("variants", variant, VARIANTS)
         if "routed" in self.variants and "multibert" not in self.variants:
             raise ConfigError("variants: 'routed' tags through the multibert adapters; add 'multibert'")
+        if not self.variants:
+            raise ConfigError("variants: name at least one of " + ", ".join(VARIANTS))
         _check_positive(self, "per_device_train_batch_size", "per_device_eval_batch_size", "learning_rate",
                         "num_train_epochs", "full_learning_rate", "full_num_train_epochs", "general_epochs")
 

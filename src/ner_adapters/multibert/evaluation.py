@@ -5,7 +5,9 @@ Variants (``training.variants``): ``multibert`` (two-step adapters, shared heads
 its domains), ``general_bert`` (the core fully fine-tuned on all domains of a scheme), ``spec_bert``
 (fully fine-tuned per domain, from General-BERT as in the paper unless ``spec_from_general`` is off) and
 ``routed`` (test sentences in groups, each group routed by the domain classifier and tagged by the
-adapter it picks). Every F1 is the project's span-level micro-F1 on the domain's test split.
+adapter it picks). Every F1 is the project's span-level micro-F1 on the domain's test split. The router is
+trained and scored whenever ``train_router`` is on, the domain adapters only when a variant needs them
+(``multibert``, ``general_adapter``, ``routed``): ``variants: [router]`` measures the domain classifier alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from ..data import Sentence
 from ..metrics import span_scores
 from ..spans import label_names
-from .config import ConfigError, MultiBertConfig
+from .config import ADAPTER_VARIANTS, ConfigError, MultiBertConfig
 from .domains import DomainData, load_domains
 from .model import ROUTER_ADAPTER, AdapterSpec, MultiBertModel
 from .router import DomainRouter, make_groups, router_accuracy, train_router
@@ -126,8 +128,9 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
 
     started = time.time()
     model_args, training, router_args = config.model, config.training, config.router
-    if "routed" in training.variants and not router_args.train_router:
-        raise ConfigError("variants: 'routed' needs the router; set train_router: true")
+    for needs_router in ("routed", "router"):
+        if needs_router in training.variants and not router_args.train_router:
+            raise ConfigError(f"variants: {needs_router!r} needs the router; set train_router: true")
     if training.torch_threads:
         torch.set_num_threads(training.torch_threads)
     set_seed(training.seed)
@@ -147,7 +150,8 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
     for d in domains:
         by_scheme.setdefault(d.scheme, []).append(d)
 
-    if {"multibert", "general_adapter", "routed"} & set(variants) or router_args.train_router:
+    train_adapters = bool(set(ADAPTER_VARIANTS) & set(variants))
+    if train_adapters or router_args.train_router:
         variant_started = time.time()
         mbert = MultiBertModel.from_core(model_args.core_model, max_length=model_args.max_length)
         result.core_parameters = mbert.core_parameters()
@@ -155,21 +159,26 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
             mbert.add_scheme(name, types)
         for d in domains:
             mbert.add_domain(d.name, d.scheme, spec)
-        want_general = "general_adapter" in variants or router_args.train_router
-        runs = train_multibert(mbert, domains, training, general=want_general, eject_prefix=model_args.eject_prefix)
-        result.runs += [r.summary() for r in runs]
-        for d in domains:
-            _record(result, "multibert", d.name, _score(lambda x, d=d: mbert.predict(x, d.name), d.test))
-            if d.scheme in mbert.general and "general_adapter" in variants:
-                general = mbert.general[d.scheme]
-                _record(result, "general_adapter", d.name, _score(lambda x: mbert.predict(x, general), d.test))
-        result.variant_seconds["multibert"] = round(time.time() - variant_started, 1)
-        _adapter_parameters(result, mbert, runs, by_scheme)
+        if train_adapters:
+            want_general = "general_adapter" in variants or router_args.train_router
+            runs = train_multibert(mbert, domains, training, general=want_general,
+                                   eject_prefix=model_args.eject_prefix)
+            result.runs += [r.summary() for r in runs]
+            for d in domains:
+                _record(result, "multibert", d.name, _score(lambda x, d=d: mbert.predict(x, d.name), d.test))
+                if d.scheme in mbert.general and "general_adapter" in variants:
+                    general = mbert.general[d.scheme]
+                    _record(result, "general_adapter", d.name, _score(lambda x: mbert.predict(x, general), d.test))
+            result.variant_seconds["multibert"] = round(time.time() - variant_started, 1)
+            _adapter_parameters(result, mbert, runs, by_scheme)
         if router_args.train_router:
             _router(result, mbert, domains, config, log)
-        if training.save_model:
+        if training.save_model and train_adapters:
             saved = mbert.save(out / "model")
             log(f"saved the Multi-BERT model to {saved}")
+        elif training.save_model:  # the domain adapters were never trained: a saved set would tag at random
+            result.notes.append("no adapter variant was trained (variants: " + ", ".join(variants)
+                                + "), so no Multi-BERT model was saved")
         del mbert
 
     if "multibert_scratch" in variants:
