@@ -147,4 +147,3 @@ def test_router_compute_dtype(mbert, tmp_path):
     assert MultiBertModel.load(tmp_path / "model", router_dtype="bfloat16").router_dtype == "bfloat16"
     with pytest.raises(MultiBertError, match="router_dtype 'int8'"):
         MultiBertModel.load(tmp_path / "model", router_dtype="int8")
-
