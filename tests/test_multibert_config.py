@@ -38,7 +38,7 @@ def test_unknown_yaml_key_raises_naming_key_and_file(tmp_path):
     ("lora_r: [3]\n", r"key 'lora_r' takes one value"),
     ("schemes: {parsner: x}\n", r"key 'schemes' must be a scalar or a list"),
     ("variants: [multibert, chatgpt]\n", r"variants: 'chatgpt' is not one of"),
-    ("variants: []\n", r"variants"),
+    ("variants: []\n", r"key 'variants' cannot be an empty list"),
     ("- a\n- b\n", r"top level must be a mapping"),
 ])
 def test_bad_values_name_the_file_and_key(tmp_path, text, message):
@@ -120,3 +120,10 @@ def test_domain_from_datasets_checks_columns_and_label_set():
         DomainData.from_datasets("weblog", "people", weblog, weblog, weblog, types=["PER", "LOC"])
     with pytest.raises(DataFormatError, match=r"missing the column\(s\) \['spans'\]"):
         DomainData.from_datasets("weblog", "uner", weblog.remove_columns("spans"), weblog, weblog)
+
+
+def test_no_variant_at_all_is_refused_in_code_too():
+    from ner_adapters.multibert.config import TrainingArguments
+
+    with pytest.raises(ConfigError, match="variants: name at least one of"):
+        TrainingArguments(variants=[])

@@ -29,15 +29,20 @@ def recipe_main():
     return module.main
 
 
+def two_uner_genres(tmp_path, name: str, settings: str) -> Path:
+    """A config over UNER's weblog and newsgroup genres on the packaged MiniLM, plus ``settings`` (YAML lines)."""
+    config = tmp_path / name
+    config.write_text("core_model: sentence-transformers/all-MiniLM-L6-v2\n"
+                      "domains: [uner_en_ewt:weblog, uner_en_ewt:newsgroup]\n"
+                      "group_size: 4\nrouter_max_length: 128\nrouter_epochs: 1\n" + settings, encoding="utf-8")
+    return config
+
+
 def test_recipe_on_two_uner_genres(tmp_path, capsys):
-    config = tmp_path / "small.yaml"
-    config.write_text(
-        "core_model: sentence-transformers/all-MiniLM-L6-v2\n"
-        "domains: [uner_en_ewt:weblog, uner_en_ewt:newsgroup]\n"
-        "max_train_sentences: 120\nmax_dev_sentences: 30\nmax_test_sentences: 60\n"
-        "variants: [multibert, general_adapter, routed]\n"
-        "learning_rate: 3.0e-3\npretrain_epochs: 1\nnum_train_epochs: 1\ngeneral_epochs: 1\nrouter_epochs: 1\n"
-        "group_size: 4\nrouter_max_length: 128\n", encoding="utf-8")
+    config = two_uner_genres(tmp_path, "small.yaml",
+                             "max_train_sentences: 120\nmax_dev_sentences: 30\nmax_test_sentences: 60\n"
+                             "variants: [multibert, general_adapter, routed]\n"
+                             "learning_rate: 3.0e-3\npretrain_epochs: 1\nnum_train_epochs: 1\ngeneral_epochs: 1\n")
     out = tmp_path / "run"
     assert recipe_main()([str(config), "--output_dir", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -73,12 +78,8 @@ def test_router_alone_trains_no_domain_adapter(tmp_path):
     """``variants: [router]``: only the domain classifier is trained and scored, and no half-trained set is saved."""
     from ner_adapters.multibert.config import ConfigError
 
-    config = tmp_path / "router.yaml"
-    config.write_text(
-        "core_model: sentence-transformers/all-MiniLM-L6-v2\n"
-        "domains: [uner_en_ewt:weblog, uner_en_ewt:newsgroup]\n"
-        "max_train_sentences: 48\nmax_dev_sentences: 16\nmax_test_sentences: 32\n"
-        "variants: [router]\nrouter_epochs: 1\ngroup_size: 4\nrouter_max_length: 128\n", encoding="utf-8")
+    config = two_uner_genres(tmp_path, "router.yaml",
+                             "max_train_sentences: 48\nmax_dev_sentences: 16\nmax_test_sentences: 32\nvariants: [router]\n")
     out = tmp_path / "run"
     assert recipe_main()([str(config), "--output_dir", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
