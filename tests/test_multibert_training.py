@@ -157,3 +157,62 @@ def test_full_fine_tuning_baseline(core, tmp_path):
     with pytest.raises(ValueError, match="initial model has labels"):
         train_full(str(core), ["O", "B-X", "I-X"], data.train, data.dev, arguments(tmp_path), max_length=32,
                    run_name="x", init=general)
+
+
+# --- best-epoch selection: ties in dev F1 (all-zero F1 too) are broken by dev loss -------------------------
+
+
+def scripted_f1(monkeypatch, values):
+    """Make every dev evaluation report the next F1 of ``values`` (the dev loss stays the real one)."""
+    calls = iter(values)
+    monkeypatch.setattr(training_module, "span_f1_metric",
+                        lambda labels: lambda prediction: {"f1": next(calls), "precision": 0.0, "recall": 0.0})
+
+
+def dev_loss(mbert, domain, sentences):
+    """The mean token loss of ``domain``'s adapter and head on ``sentences`` (one batch, as the Trainer's eval)."""
+    from transformers import DataCollatorForTokenClassification
+
+    scheme = mbert.scheme_of(domain)
+    encoded = training_module.tagging_dataset(mbert.tokenizer, sentences, mbert.schemes[scheme], mbert.max_length)
+    batch = DataCollatorForTokenClassification(mbert.tokenizer)([encoded[i] for i in range(len(encoded))])
+    with torch.no_grad():
+        mbert.activate(domain)
+        return mbert.model(**batch).loss.item()
+
+
+@pytest.mark.parametrize("f1_values", [[0.0] * 5, [0.2, 0.4, 0.4, 0.4, 0.4]], ids=["all-zero", "tied"])
+def test_tied_dev_f1_keeps_the_epoch_with_the_lowest_dev_loss(core, tmp_path, spy, monkeypatch, f1_values):
+    """A tagger predicting no entity (dev F1 0) while its dev loss falls must keep training and keep its best
+    epoch by loss; with strict 'higher F1' selection it would restore epoch 1 (or 2) and stop after patience."""
+    scripted_f1(monkeypatch, f1_values)
+    mbert, data = model_with(core, toy=())
+    train_multibert(mbert, data, arguments(tmp_path, num_train_epochs=5, learning_rate=2e-2,
+                                           early_stopping_patience=2, early_stopping_min_epochs=0))
+    (_, _, _, _, result), = spy
+    evals = [entry for entry in result.log_history if "eval_f1" in entry]
+    assert len(evals) == 5  # no early stop: every epoch improved the loss among tied F1
+    losses = [entry["eval_loss"] for entry in evals]
+    best_f1 = max(f1_values)
+    expected = min((loss for loss, f1 in zip(losses, f1_values) if f1 == best_f1))
+    assert losses.index(expected) > f1_values.index(best_f1)  # the test means something: a later epoch is better
+    assert result.best_dev_metric == best_f1 and result.best_dev_loss == pytest.approx(expected)
+    # the restored adapter + head are that epoch's
+    assert dev_loss(mbert, "holiday", data[0].dev) == pytest.approx(expected, rel=1e-5)
+
+
+def test_early_stopping_patience_and_minimum_epochs(core, tmp_path, spy, monkeypatch):
+    """Early stopping counts epochs without a better one (F1, then loss) and never stops before min_epochs."""
+    from ner_adapters.multibert.training import is_better_epoch
+
+    assert is_better_epoch({"eval_f1": 0.0, "eval_loss": 1.0}, {"eval_f1": 0.0, "eval_loss": 2.0}, "f1")
+    assert not is_better_epoch({"eval_f1": 0.0, "eval_loss": 2.0}, {"eval_f1": 0.0, "eval_loss": 2.0}, "f1")
+    assert is_better_epoch({"eval_f1": 0.5, "eval_loss": 9.0}, {"eval_f1": 0.4, "eval_loss": 1.0}, "f1")
+    assert not is_better_epoch({"eval_f1": 0.3, "eval_loss": 0.1}, {"eval_f1": 0.4, "eval_loss": 1.0}, "f1")
+    # F1 falls after epoch 1: patience 1 alone would stop at epoch 2; min_epochs 4 keeps going to epoch 4
+    scripted_f1(monkeypatch, [0.9, 0.1, 0.1, 0.1, 0.1, 0.1])
+    mbert, data = model_with(core, toy=())
+    train_multibert(mbert, data, arguments(tmp_path, num_train_epochs=6, early_stopping_patience=1,
+                                           early_stopping_min_epochs=4))
+    (_, _, _, _, result), = spy
+    assert result.epochs == 4 and result.best_dev_metric == 0.9

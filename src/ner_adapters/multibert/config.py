@@ -105,7 +105,12 @@ class TrainingArguments:
     num_train_epochs: float = field(default=30, metadata={"help": "step 2 / single-step cap (early stopping)"})
     pretrain_epochs: float = field(default=2, metadata={"help": "step 1 epochs ('a couple' in the paper)"})
     general_epochs: float = field(default=5, metadata={"help": "general adapter cap (early stopping)"})
-    early_stopping_patience: int = 3
+    early_stopping_patience: int = field(
+        default=3, metadata={"help": "stop after this many epochs without a better dev epoch (higher dev F1, or "
+                                     "equal dev F1 and lower dev loss)"})
+    early_stopping_min_epochs: float = field(
+        default=3, metadata={"help": "never stop early before this many epochs (a tagger can predict no entity, "
+                                     "dev F1 0, for its first epochs while its dev loss falls)"})
     full_learning_rate: float = field(default=1e-4, metadata={"help": "General-/Spec-BERT full fine-tuning"})
     full_num_train_epochs: float = 3
     spec_from_general: bool = field(
@@ -134,6 +139,8 @@ class TrainingArguments:
             raise ConfigError("variants: name at least one of " + ", ".join(VARIANTS))
         _check_positive(self, "per_device_train_batch_size", "per_device_eval_batch_size", "learning_rate",
                         "num_train_epochs", "full_learning_rate", "full_num_train_epochs", "general_epochs")
+        if self.early_stopping_min_epochs < 0:
+            raise ConfigError(f"early_stopping_min_epochs must be >= 0, got {self.early_stopping_min_epochs}")
 
 
 @dataclass

@@ -29,7 +29,8 @@ from ..resume import CheckpointOnSignal
 from .config import RouterArguments, TrainingArguments
 from .model import ROUTER_ADAPTER, ROUTER_HEAD, MultiBertError, MultiBertModel
 from .tokenization import TaggedEntity, Words, as_words
-from .training import RunResult, adapter_trainer_class, finish_run, resume_point, trainer_arguments
+from .training import (RunResult, adapter_trainer_class, early_stopping_callback, finish_run, resume_point,
+                       trainer_arguments)
 
 Document = Union[str, Sequence[str], Sequence[Sequence[str]]]
 _SENTENCE = re.compile(r"[^\n.!?؟…]*(?:[.!?؟…]+|\n|$)")
@@ -99,7 +100,7 @@ def train_router(
     run_name: str = "router",
 ) -> RunResult:
     """Train the router's adapter and head on groups; the best epoch by dev accuracy is kept."""
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback
+    from transformers import DataCollatorWithPadding
 
     run_dir = Path(args.output_dir) / "runs" / run_name
     train_set = _classification_dataset(mbert.tokenizer, train_groups, mbert.router_domains, mbert.router_max_length)
@@ -115,7 +116,8 @@ def train_router(
             train_dataset=train_set,
             eval_dataset=dev_set,
             compute_metrics=_accuracy,
-            callbacks=[EarlyStoppingCallback(args.early_stopping_patience), stop_on_signal],
+            callbacks=[early_stopping_callback(args.early_stopping_patience, args.early_stopping_min_epochs),
+                       stop_on_signal],
             adapter_name=ROUTER_ADAPTER,
             head_name=ROUTER_HEAD,
             train_head=True,

@@ -54,6 +54,7 @@ class RunResult:
     epochs: float
     wall_seconds: float
     log_history: list[dict] = field(default_factory=list, repr=False)
+    best_dev_loss: float | None = None  # the kept epoch's dev loss (the tie-breaker of equal dev metrics)
 
     def summary(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "log_history"}
@@ -120,10 +121,96 @@ def trainer_arguments(run_dir: Path, args: TrainingArguments, *, epochs: float, 
     )
 
 
+# --- best-epoch selection and early stopping ------------------------------------------------------------
+#
+# transformers keeps a checkpoint as the best only when its dev metric is *strictly* higher than the best so
+# far. A tagger that predicts no entity for its first epochs (dev F1 0.0, 0.0, 0.0, ...) then keeps epoch 1 and
+# early stopping ends the run after ``patience`` epochs, however far its dev loss falls meanwhile: the collapse
+# measured on Persian with a small learning rate. Here an epoch is better than the best so far when its dev
+# metric is higher, or equal with a lower dev loss; and early stopping never stops before ``min_epochs``.
+
+
+def _eval_key(metric: str) -> str:
+    return metric if metric.startswith("eval_") else f"eval_{metric}"
+
+
+def is_better_epoch(candidate: dict, best: dict | None, metric: str) -> bool:
+    """Whether dev metrics ``candidate`` beat ``best``: higher ``metric``, ties (all-zero F1 too) by lower loss."""
+    if best is None:
+        return True
+    key = _eval_key(metric)
+    if candidate[key] != best[key]:
+        return candidate[key] > best[key]
+    return candidate.get("eval_loss", float("inf")) < best.get("eval_loss", float("inf"))
+
+
+def best_epoch_metrics(state, metric: str) -> dict | None:
+    """The dev metrics logged at the best step so far (``state.best_global_step``), or ``None``.
+
+    Read from ``state.log_history``, which checkpoints hold: a resumed run compares against the same best.
+    """
+    if state.best_global_step is None:
+        return None
+    key = _eval_key(metric)
+    for entry in reversed(state.log_history):
+        if entry.get("step") == state.best_global_step and key in entry:
+            return entry
+    return None
+
+
+class SelectBestEpoch:
+    """Trainer mixin: the best checkpoint by dev metric, ties broken by dev loss (:func:`is_better_epoch`)."""
+
+    def _determine_best_metric(self, metrics, trial):
+        metric = self.args.metric_for_best_model
+        if not is_better_epoch(metrics, best_epoch_metrics(self.state, metric), metric):
+            return False
+        self.state.best_metric = metrics[_eval_key(metric)]
+        self.state.best_global_step = self.state.global_step
+        return True
+
+
+def early_stopping_callback(patience: int, min_epochs: float = 0):
+    """Early stopping that agrees with :class:`SelectBestEpoch` on what an improvement is.
+
+    It counts the evaluations since the last better epoch (:func:`is_better_epoch`: a tie in dev F1 with a
+    lower dev loss counts as progress) and stops after ``patience`` of them, but never before ``min_epochs``
+    epochs were trained. Its count is saved in checkpoints and restored on resume (``ExportableState``).
+    """
+    from transformers import EarlyStoppingCallback
+
+    class DevEarlyStopping(EarlyStoppingCallback):
+        def __init__(self, early_stopping_patience: int = 1, early_stopping_threshold: float | None = 0.0,
+                     min_epochs: float = 0):
+            super().__init__(early_stopping_patience, early_stopping_threshold)
+            self.min_epochs = min_epochs
+
+        def on_evaluate(self, args, state, control, metrics, **kwargs):
+            metric = args.metric_for_best_model
+            if _eval_key(metric) not in metrics:
+                logger.warning("early stopping: no %s in the dev metrics; not stopping", _eval_key(metric))
+                return
+            # Runs before the Trainer updates best_global_step for this evaluation: compares with the best so far.
+            if is_better_epoch(metrics, best_epoch_metrics(state, metric), metric):
+                self.early_stopping_patience_counter = 0
+            else:
+                self.early_stopping_patience_counter += 1
+            if (self.early_stopping_patience_counter >= self.early_stopping_patience
+                    and (state.epoch or 0) >= self.min_epochs - 1e-9):
+                control.should_training_stop = True
+
+        def state(self) -> dict:
+            exported = super().state()
+            exported["args"]["min_epochs"] = self.min_epochs
+            return exported
+
+    return DevEarlyStopping(patience, min_epochs=min_epochs)
+
+
 def adapter_trainer_class():
     from adapters import AdapterTrainer
 
-    class MultiBertAdapterTrainer(AdapterTrainer):
+    class MultiBertAdapterTrainer(SelectBestEpoch, AdapterTrainer):
         """AdapterTrainer whose checkpoints hold the run's adapter (and head, when it trains) only.
 
         ``AdapterTrainer`` writes every adapter and head at each checkpoint and, at the end, reloads only
@@ -185,8 +272,10 @@ def resume_point(run_dir: Path, args: TrainingArguments) -> str | None:
 
 def finish_run(trainer, run_dir: Path, args: TrainingArguments, name: str, trained: str, n_train: int,
             trainable: int, started: float) -> RunResult:
+    best = best_epoch_metrics(trainer.state, trainer.args.metric_for_best_model)
     result = RunResult(name, trained, n_train, trainable, trainer.state.best_metric, trainer.state.epoch or 0.0,
-                       round(time.time() - started, 1), list(trainer.state.log_history))
+                       round(time.time() - started, 1), list(trainer.state.log_history),
+                       best.get("eval_loss") if best else None)
     if not args.keep_checkpoints:
         shutil.rmtree(run_dir, ignore_errors=True)
     elif run_dir.is_dir():
@@ -209,7 +298,7 @@ def train_adapter(
     learning_rate: float | None = None,
 ) -> RunResult:
     """Train ``domain``'s adapter (and its scheme's head when ``train_head``) on ``train``, best dev F1 kept."""
-    from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback
+    from transformers import DataCollatorForTokenClassification
 
     scheme = mbert.scheme_of(domain)
     labels = mbert.schemes[scheme]
@@ -228,7 +317,8 @@ def train_adapter(
             eval_dataset=dev_set,
             compute_metrics=span_f1_metric(labels),
             preprocess_logits_for_metrics=_argmax,
-            callbacks=[EarlyStoppingCallback(args.early_stopping_patience), stop_on_signal],
+            callbacks=[early_stopping_callback(args.early_stopping_patience, args.early_stopping_min_epochs),
+                       stop_on_signal],
             adapter_name=ADAPTER_PREFIX + domain,
             head_name=HEAD_PREFIX + scheme,
             train_head=train_head,
@@ -320,6 +410,15 @@ class FullTagger:
         return sum(p.numel() for p in self.model.parameters())
 
 
+def full_trainer_class():
+    from transformers import Trainer
+
+    class FullTrainer(SelectBestEpoch, Trainer):
+        """The baselines' Trainer with the same best-epoch rule as the adapters'."""
+
+    return FullTrainer
+
+
 def train_full(
     core_model: str,
     labels: Sequence[str],
@@ -332,8 +431,7 @@ def train_full(
     init: FullTagger | None = None,
 ) -> tuple[FullTagger, RunResult]:
     """Fine-tune the whole core (or a copy of ``init``) on ``train``: the General-/Spec-BERT baselines."""
-    from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
-                              EarlyStoppingCallback, Trainer)
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification
 
     from ..models import resolve_model
 
@@ -349,7 +447,7 @@ def train_full(
             label2id={label: i for i, label in enumerate(labels)})
     run_dir = Path(args.output_dir) / "runs" / run_name
     started = time.time()
-    trainer = Trainer(
+    trainer = full_trainer_class()(
         model=model,
         args=trainer_arguments(run_dir, args, epochs=args.full_num_train_epochs, learning_rate=args.full_learning_rate),
         data_collator=DataCollatorForTokenClassification(tokenizer),
@@ -357,7 +455,7 @@ def train_full(
         eval_dataset=tagging_dataset(tokenizer, dev, labels, max_length, f"{run_name} dev: "),
         compute_metrics=span_f1_metric(labels),
         preprocess_logits_for_metrics=_argmax,
-        callbacks=[EarlyStoppingCallback(args.early_stopping_patience)],
+        callbacks=[early_stopping_callback(args.early_stopping_patience, args.early_stopping_min_epochs)],
     )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     trainer.train()
