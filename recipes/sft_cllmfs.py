@@ -10,6 +10,10 @@
     accelerate launch recipes/sft_cllmfs.py --config recipes/cllmfs/wnut17_intra_5shot.yaml \
         --config recipes/cllmfs/ablations/lora_only.yaml
 
+``dataset`` and ``target_dataset`` take a registered name, your own CoNLL/JSONL file, a folder of split files
+(train/dev/test by name), a ``save_to_disk`` folder or a Hub dataset id; the types are then read from the data
+(describe them with ``--types_file``).
+
 Options come from five dataclasses: EpisodeArguments and MethodArguments (ner_adapters.cllmfs.experiment),
 DecodingConfig (ner_adapters.cllmfs.extraction), CLLMFSConfig (TRL's SFTConfig plus the contrastive
 settings) and TRL's ModelConfig (model and LoRA). YAML files given with --config set them, later files
@@ -25,6 +29,7 @@ import yaml
 from trl import ModelConfig, TrlParser
 
 from ner_adapters.cllmfs.cllmfs_config import CLLMFSConfig
+from ner_adapters.cllmfs.entity_types import EntityTypeError
 from ner_adapters.cllmfs.experiment import EpisodeArguments, MethodArguments, run_experiment
 from ner_adapters.cllmfs.extraction import DecodingConfig
 from ner_adapters.data import DataFormatError
@@ -73,14 +78,32 @@ def main(argv: list[str] | None = None):
         episode_args, method_args, decoding, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as err:  # a dataclass refusing a value: name the files it came from (not the merged copy)
         raise ConfigFileError(f"{', '.join(files)}: {err}") from None
-    return run_experiment(episode_args, method_args, decoding, training_args, model_args)
+    summary = run_experiment(episode_args, method_args, decoding, training_args, model_args)
+    if summary is not None:  # the main process: say where everything went
+        print(where_outputs_went(Path(training_args.output_dir), len(summary["episodes"])), flush=True)
+    return summary
+
+
+def where_outputs_went(root: Path, n_episodes: int) -> str:
+    """The run's files, one per line: per episode its adapter (when the method trains one), predictions and
+    results, then the run's summary, episodes and config."""
+    lines = ["outputs:"]
+    for index in range(n_episodes):
+        episode = root / f"episode-{index}"
+        for name, label in (("adapter", "adapter"), ("predictions.jsonl", "predictions"), ("results.json", "results")):
+            if (episode / name).exists():
+                lines.append(f"  episode {index} {label + ':':13} {episode / name}")
+    for name, label in (("results.json", "summary"), ("episodes.jsonl", "episodes"), ("config.yaml", "config")):
+        lines.append(f"  {label + ':':23} {root / name}")
+    return "\n".join(lines)
 
 
 def cli(argv: list[str] | None = None) -> int:
     """``main`` for the command line: a wrong file is one line on stderr, SIGTERM exits 143 after a checkpoint."""
     try:
         main(argv)
-    except (ConfigFileError, DataFormatError) as err:  # the user's file is wrong: say where, without a traceback
+    except (ConfigFileError, DataFormatError, EntityTypeError, FileNotFoundError) as err:  # the user's input is
+        # wrong (a config or types file, a dataset path or name): say where, without a traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
     except TrainingInterrupted as err:

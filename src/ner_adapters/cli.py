@@ -25,12 +25,14 @@ def _cmd_data_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
-    from .data.registry import get_spec, load_sentences
+    from .data.registry import load_sentences, resolve_spec
     from .data.stats import dataset_stats
 
-    spec = get_spec(args.name)
+    options = {"format": args.format} if args.format else {}
+    spec = resolve_spec(args.name, args.config, **options)
     splits = [args.split] if args.split else list(spec.splits)
-    report = {split: dataset_stats(load_sentences(args.name, args.config, split=split, data_dir=args.data_dir))
+    report = {split: dataset_stats(load_sentences(args.name, args.config, split=split, data_dir=args.data_dir,
+                                                  **options))
               for split in splits}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -122,14 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="registered datasets").add_subparsers(dest="data_command", required=True)
     data.add_parser("list", help="list the registered datasets").set_defaults(func=_cmd_data_list)
     stats = data.add_parser("stats", help="sentences, tokens and entities per type")
-    stats.add_argument("name")
+    stats.add_argument("name", help="a registered name, a CoNLL/JSONL file, a folder of split files or a "
+                       "save_to_disk folder, or a Hub dataset id")
+    stats.add_argument("--format", choices=("conll", "jsonl", "conllu", "disk", "hub"),
+                       help="the format of NAME (default: detected)")
     stats.add_argument("--config", help="genre / domain / fold")
     stats.add_argument("--split")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=_cmd_data_stats)
 
     episodes = commands.add_parser("episodes", help="sample N-way K-shot episodes to JSONL")
-    episodes.add_argument("name", help="source dataset (support set)")
+    episodes.add_argument("name", help="source dataset (support set): a registered name, a file or folder of your "
+                          "own, or a Hub dataset id")
     episodes.add_argument("--target", help="target dataset for INTER episodes (default: INTRA on NAME)")
     episodes.add_argument("--config")
     episodes.add_argument("--target-config")

@@ -206,15 +206,23 @@ def sample_episodes(
     query_split: str = "test",
     data_dir: str | os.PathLike | None = None,
 ) -> list[Episode]:
-    """Episodes from registered datasets: INTRA when ``target`` is ``None`` (or equal to ``source``), else
-    INTER. Episode ``i`` uses seed ``seed + i``, so episode sets are reproducible and extendable."""
-    from .data.registry import get_spec, load_sentences
+    """Episodes from any datasets: INTRA when ``target`` is ``None`` (or equal to ``source``), else INTER.
+    Episode ``i`` uses seed ``seed + i``, so episode sets are reproducible and extendable.
 
+    ``source`` and ``target`` are registered names, your own files or folders, or Hub ids
+    (:func:`ner_adapters.data.registry.resolve_spec`); the types to sample from are the dataset's label set,
+    read from the data for your own files. A folder or file without a train split (one file alone) is split
+    into seeded train/validation/test parts."""
+    from .data.registry import load_sentences, resolve_spec
+
+    source, target = os.fspath(source), (os.fspath(target) if target is not None else None)
     protocol: Protocol = "intra" if target in (None, source) and target_config in (None, source_config) else "inter"
     target_name = target or source
     target_cfg = target_config if target is not None else source_config
     support_pool = load_sentences(source, source_config, split=support_split, data_dir=data_dir)
     query_pool = load_sentences(target_name, target_cfg, split=query_split, data_dir=data_dir)
+    support_types = resolve_spec(source, source_config).types
+    query_types = resolve_spec(target_name, target_cfg).types
     source_label = source + (f"/{source_config}" if source_config else "")
     target_label = target_name + (f"/{target_cfg}" if target_cfg else "")
     episodes = []
@@ -222,7 +230,7 @@ def sample_episodes(
         episodes.append(
             sample_episode(
                 support_pool, query_pool,
-                support_types=get_spec(source).types, query_types=get_spec(target_name).types,
+                support_types=support_types, query_types=query_types,
                 n_way=n_way, types=types, k_shot=k_shot, seed=seed + i, query_size=query_size, query_k_shot=query_k_shot,
                 protocol=protocol, support_dataset=source_label, query_dataset=target_label,
             )

@@ -28,7 +28,7 @@ from ..resume import CheckpointOnSignal, last_complete_checkpoint
 from ..spans import Span
 from .artifact import CLLMFSAdapterConfig, architecture_fingerprint, save_adapter, update_metrics
 from .cllmfs_config import CLLMFSConfig
-from .entity_types import EntityType, as_entity_types, dataset_entity_types
+from .entity_types import EntityType
 from .extraction import CLLMFSExtractor, DecodingConfig
 
 logger = logging.getLogger(__name__)
@@ -40,9 +40,11 @@ METHODS = ("cllmfs", "zero_shot", "proto", "nnshot")
 class EpisodeArguments:
     """Which few-shot episodes to run (sampled from the registry, or read from a JSONL file)."""
 
-    dataset: str = field(default="wnut17", metadata={"help": "Source dataset (support set)."})
+    dataset: str = field(default="wnut17", metadata={"help": "Source dataset (support set): a registered name, a CoNLL/JSONL file, a folder of split files, "
+                                     "a save_to_disk folder or a Hub dataset id."})
     dataset_config: str | None = field(default=None, metadata={"help": "Source subset (genre, domain, fold)."})
-    target_dataset: str | None = field(default=None, metadata={"help": "Target dataset for INTER episodes."})
+    target_dataset: str | None = field(default=None, metadata={"help": "Target dataset for INTER episodes (any of the "
+                                                                              "forms dataset takes)."})
     target_config: str | None = field(default=None, metadata={"help": "Target subset."})
     n_way: int | None = field(default=None, metadata={"help": "Types per episode (default: all of the dataset)."})
     k_shot: int = field(default=5, metadata={"help": "K of N-way K-shot."})
@@ -86,23 +88,38 @@ def get_episodes(args: EpisodeArguments) -> list[Episode]:
     )
 
 
+def recorded_episode_args(args: EpisodeArguments, episodes: list[Episode]) -> dict:
+    """The episode settings as ``config.yaml`` records them: with ``episodes_file``, what the file's episodes
+    are (their datasets, N, K, first seed, count), not the sampling defaults that were never used."""
+    recorded = dataclasses.asdict(args)
+    if args.episodes_file and episodes:
+        first = episodes[0]
+        support, _, support_config = first.support_dataset.partition("/") if not Path(
+            first.support_dataset).exists() else (first.support_dataset, "", "")
+        query, _, query_config = first.query_dataset.partition("/") if not Path(
+            first.query_dataset).exists() else (first.query_dataset, "", "")
+        recorded.update(dataset=support, dataset_config=support_config or None,
+                        target_dataset=query if first.protocol == "inter" else None,
+                        target_config=(query_config or None) if first.protocol == "inter" else None,
+                        n_way=first.n_way, k_shot=first.k_shot, n_episodes=len(episodes), episode_seed=first.seed,
+                        query_size=len(first.query))
+    return recorded
+
+
 def episode_types(episode: Episode, types_file: str | None = None) -> tuple[list[EntityType], list[EntityType]]:
-    """The described support and query types of an episode (registry descriptions, then the file's)."""
-    overrides: dict[str, str] = {}
-    if types_file:
-        loaded = yaml.safe_load(Path(types_file).read_text(encoding="utf-8"))
-        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
-            raise ValueError(f"{types_file}: expected a YAML mapping of type label to description")
-        overrides = loaded
+    """The described support and query types of an episode (the file's, then the registry's descriptions).
 
-    def describe(dataset: str, labels: list[str]) -> list[EntityType]:
-        try:
-            described = dataset_entity_types(dataset, labels)
-        except KeyError:
-            described = as_entity_types(labels)
-        return [dataclasses.replace(t, description=overrides.get(t.label, t.description)) for t in described]
+    A ``types_file`` key that is no type of the episode, or an empty description, raises (naming the closest
+    labels); types left with a generic description are named in one warning (:func:`describe_labels`).
+    """
+    from .entity_types import describe_labels, load_types_file, warn_undescribed
 
-    return describe(episode.support_dataset, episode.support_types), describe(episode.query_dataset, episode.query_types)
+    labels = list(dict.fromkeys([*episode.support_types, *episode.query_types]))
+    overrides = load_types_file(types_file, labels) if types_file else {}
+    support = describe_labels(episode.support_types, episode.support_dataset, overrides, warn=False)
+    query = describe_labels(episode.query_types, episode.query_dataset, overrides, warn=False)
+    warn_undescribed({t.label: t for t in support + query}.values())
+    return support, query
 
 
 def _load_base(model_args, tokenizer_only: bool = False):
@@ -271,7 +288,7 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
     state = PartialState()
     root = Path(training_args.output_dir)
     episodes = get_episodes(episode_args)
-    config = {"episodes": dataclasses.asdict(episode_args), "method": dataclasses.asdict(method_args),
+    config = {"episodes": recorded_episode_args(episode_args, episodes), "method": dataclasses.asdict(method_args),
               "decoding": dataclasses.asdict(decoding), "model": dataclasses.asdict(model_args),
               "training": {k: v for k, v in training_args.to_dict().items() if "token" not in k}}
     config = yaml.safe_load(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))  # as it reads back

@@ -1,7 +1,15 @@
-"""Reading NER data into one schema: readers per format, a registry by name, and the Hub mapping."""
+"""Reading NER data into one schema: readers per format, a registry by name, your own files and folders
+(:mod:`.sources`), and the Hub mapping."""
 
 from .hub import from_token_classification, load_hub_dataset
-from .readers import read_conll, read_conllu_entities, read_presidio_json, read_text, read_uner_iob2
+from .readers import (
+    read_conll,
+    read_conllu_entities,
+    read_ner_jsonl,
+    read_presidio_json,
+    read_text,
+    read_uner_iob2,
+)
 from .registry import (
     REGISTRY,
     DatasetSpec,
@@ -12,7 +20,9 @@ from .registry import (
     load_ner_dataset,
     load_sentences,
     resolve_data_dir,
+    resolve_spec,
 )
+from .sources import UnknownDatasetError
 from .schema import DataFormatError, Sentence, dataset_to_sentences, dataset_types, ner_features, sentences_to_dataset
 from .stats import dataset_stats
 
@@ -20,6 +30,7 @@ __all__ = [
     "REGISTRY",
     "DataFormatError",
     "DatasetSpec",
+    "UnknownDatasetError",
     "Sentence",
     "bundled_datasets",
     "dataset_folder",
@@ -35,9 +46,11 @@ __all__ = [
     "ner_features",
     "read_conll",
     "read_conllu_entities",
+    "read_ner_jsonl",
     "read_presidio_json",
     "read_text",
     "read_uner_iob2",
     "resolve_data_dir",
+    "resolve_spec",
     "sentences_to_dataset",
 ]

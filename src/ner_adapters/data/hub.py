@@ -75,8 +75,21 @@ def from_token_classification(
 
 
 def load_hub_dataset(name: str, config: str | None = None, *, split: str | None = None, **options) -> Dataset | DatasetDict:
-    """``datasets.load_dataset(name, config)`` mapped with :func:`from_token_classification` (needs the Hub)."""
-    loaded = load_dataset(name, config, split=split)
+    """``datasets.load_dataset(name, config)`` mapped with :func:`from_token_classification` (needs the Hub).
+
+    A name the Hub does not know raises :class:`~ner_adapters.data.sources.UnknownDatasetError` saying that it
+    is neither registered nor a local path either, since that is what the user most likely meant.
+    """
+    from datasets.exceptions import DatasetNotFoundError
+
+    from .registry import list_datasets
+    from .sources import UnknownDatasetError
+
+    try:
+        loaded = load_dataset(name, config, split=split)
+    except DatasetNotFoundError as err:
+        raise UnknownDatasetError(f"unknown dataset {name!r}: not registered ({', '.join(list_datasets())}), not a "
+                                  f"local file or folder, and not found on the Hub ({err})") from None
     if isinstance(loaded, DatasetDict):
         return DatasetDict({key: from_token_classification(value, **options) for key, value in loaded.items()})
     return from_token_classification(loaded, **options)

@@ -381,3 +381,106 @@ def read_presidio_json(path: str | Path, *, encoding: str = "utf-8") -> list[Sen
     if not sentences:
         raise DataFormatError("no records with text", path)
     return sentences
+
+
+_TAG_FIELDS = ("ner_tags", "tags", "labels")
+_SPAN_FIELDS = ("spans", "entities", "labels")
+
+
+def _jsonl_char_spans(value, where: str, path: Path, number: int, text: str) -> list[tuple[int, int, str]]:
+    """``[{start, end, type|label|entity_group}]`` or ``[[start, end, label]]`` (doccano) as character spans."""
+    if not isinstance(value, list):
+        raise DataFormatError(f"field {where!r} must be a list of spans", path, number)
+    spans = []
+    for span in value:
+        try:
+            if isinstance(span, dict):
+                label = next(span[k] for k in ("type", "label", "entity_group", "entity_type") if k in span)
+                start, end = int(span["start"]), int(span["end"])
+            else:
+                start, end, label = int(span[0]), int(span[1]), span[2]
+        except (StopIteration, KeyError, IndexError, TypeError, ValueError):
+            raise DataFormatError(f"field {where!r}: span {span!r} needs start, end and type (or label)",
+                                  path, number) from None
+        if not 0 <= start < end <= len(text):
+            raise DataFormatError(f"field {where!r}: span [{start}, {end}) is outside its {len(text)}-character text",
+                                  path, number)
+        spans.append((start, end, str(label)))
+    return spans
+
+
+def read_ner_jsonl(path: str | Path, *, scheme: str = "IOB2", mode: Mode = "repair",
+                   encoding: str = "utf-8") -> list[Sentence]:
+    """JSON Lines, one sentence (or document) per line, in one of three shapes:
+
+    - ``{"tokens": [...], "ner_tags": [...]}`` (or ``tags`` / ``labels``): string tags in ``scheme``;
+    - ``{"tokens": [...], "spans": [{"type", "start", "end"}]}``: token offsets, end exclusive (the
+      episodes' and ``ner-adapters evaluate``'s shape);
+    - ``{"text": "...", "spans": [{"start", "end", "type"}]}`` (or ``entities`` / ``labels``, ``label`` for
+      ``type``, doccano's ``[start, end, label]`` lists): character offsets; the text is tokenised into
+      words and punctuation and a span that cuts a word takes the whole word (as Presidio's reader does).
+
+    Optional ``id``, ``domain`` and ``document_id`` fields are kept. Errors name the file and line.
+    """
+    path = Path(path)
+    scheme = canonical_scheme(scheme)
+    text = read_text(path, encoding)
+    sentences: list[Sentence] = []
+    repaired: list[int] = []
+    for number, line in enumerate(_lines(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"invalid JSON ({err.msg})", path, number) from None
+        if not isinstance(row, dict):
+            raise DataFormatError("expected a JSON object per line", path, number)
+        if "tokens" in row:
+            tokens = row["tokens"]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+                raise DataFormatError("field 'tokens' must be a list of non-empty strings", path, number)
+            tag_field = next((f for f in _TAG_FIELDS if f in row and isinstance(row[f], list)
+                              and all(isinstance(t, str) for t in row[f]) and len(row[f]) == len(tokens)
+                              and (f != "labels" or not row[f] or not isinstance(row[f][0], dict))), None)
+            if tag_field is not None:
+                spans = _read_spans([t.strip() for t in row[tag_field]], [number] * len(tokens), path, scheme, mode,
+                                    repaired)
+            elif isinstance(row.get("spans"), list):
+                try:
+                    spans = sorted(Span(int(s["start"]), int(s["end"]), str(s["type"])) for s in row["spans"])
+                except (KeyError, TypeError, ValueError):
+                    raise DataFormatError(f"field 'spans': each span needs type, start and end: {row['spans']!r}",
+                                          path, number) from None
+                bad = [s for s in spans if s.end > len(tokens)]
+                if bad:
+                    raise DataFormatError(f"field 'spans': {bad[0]} is outside the {len(tokens)} tokens", path, number)
+            else:
+                present = [f for f in _TAG_FIELDS if f in row]
+                detail = (f"field {present[0]!r} must hold one string tag per token ({len(tokens)})" if present
+                          else "a line with 'tokens' needs 'ner_tags' (or 'tags') or token 'spans'")
+                raise DataFormatError(detail, path, number)
+        elif "text" in row:
+            raw = row["text"]
+            if not isinstance(raw, str):
+                raise DataFormatError("field 'text' must be a string", path, number)
+            field = next((f for f in _SPAN_FIELDS if f in row), None)
+            char_spans = _jsonl_char_spans(row[field], field, path, number, raw) if field else []
+            tokens, offsets = tokenize_with_offsets(raw)
+            spans = []
+            for start, end, label in char_spans:
+                token_range = char_span_to_tokens(offsets, start, end)
+                if token_range is not None:
+                    spans.append(Span(token_range[0], token_range[1], label))
+            spans = flatten_outermost(spans)
+        else:
+            raise DataFormatError("a line needs 'tokens' (with 'ner_tags' or 'spans') or 'text' (with 'spans')",
+                                  path, number)
+        if not tokens:
+            continue
+        sentences.append(Sentence(list(tokens), spans, id=str(row.get("id", f"{path.stem}-{len(sentences)}")),
+                                  domain=row.get("domain"), document_id=row.get("document_id")))
+    if not sentences:
+        raise DataFormatError("no sentences found", path)
+    _warn_repaired(path, repaired)
+    return sentences

@@ -2,8 +2,9 @@
 
 ``load_ner_dataset("wnut17", split="train")`` finds the files in the data folder (an argument, else
 ``$NER_ADAPTERS_DATA_DIR``, else ``../shared/datasets`` when present, else the copies bundled in the
-package) and returns a ``datasets.Dataset`` in the project schema. Names that are not registered are
-treated as Hub dataset ids and mapped to the same schema (:mod:`ner_adapters.data.hub`).
+package) and returns a ``datasets.Dataset`` in the project schema. Names that are not registered can be
+your own files and folders (CoNLL, JSONL, split folders, ``save_to_disk`` folders) or Hub dataset ids, all
+mapped to the same schema (:mod:`ner_adapters.data.sources`, :mod:`ner_adapters.data.hub`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class DatasetSpec:
     config_kind: str = "subset"
     open_licence: bool = False
     hub_id: str | None = None
+    #: Where a user's dataset lives (``source="local"``); registered datasets are found by name instead.
+    folder: Path | None = None
+    #: ``"registry"``, ``"local"`` (a file or folder, :func:`ner_adapters.data.sources.local_spec`) or ``"hub"``.
+    source: str = "registry"
 
 
 def _conll_files(files: dict[str, str], **read_options) -> Callable:
@@ -220,10 +225,36 @@ def list_datasets() -> list[str]:
 
 
 def get_spec(name: str) -> DatasetSpec:
+    """A registered dataset's spec; an unknown name raises, suggesting the registered name it is close to."""
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}") from None
+        from .sources import UnknownDatasetError, suggest_registered
+
+        suggestion = suggest_registered(str(name))
+        hint = f"; did you mean {suggestion!r}?" if suggestion else ""
+        raise UnknownDatasetError(f"unknown dataset {name!r}{hint} (registered: {', '.join(list_datasets())}; a "
+                                  "file or folder of your own works too)") from None
+
+
+def resolve_spec(name: str | os.PathLike, config: str | None = None, **options) -> DatasetSpec:
+    """The spec of any dataset name: registered, a local file or folder, or a Hub dataset id.
+
+    ``options`` matter for local and Hub sources only: ``format=`` and the reader's options (they decide the
+    label set, so they are read here); see :mod:`ner_adapters.data.sources`.
+    """
+    from .sources import check_hub_name, hub_spec, local_spec
+
+    text = os.fspath(name)
+    if text in REGISTRY and not isinstance(name, os.PathLike):
+        if options.get("format") not in (None,):
+            raise ValueError(f"{text!r} is a registered dataset; format= is for files, folders and Hub ids")
+        return REGISTRY[text]
+    file_format = options.get("format")
+    if os.path.exists(os.path.expanduser(text)) or file_format in ("conll", "jsonl", "conllu", "disk"):
+        return local_spec(text, **options)
+    check_hub_name(text)
+    return hub_spec(text, config)
 
 
 def _repo_shared_dirs() -> list[Path]:
@@ -281,15 +312,30 @@ def _normalise_split(spec: DatasetSpec, split: str) -> str:
 def load_sentences(
     name: str, config: str | None = None, *, split: str, data_dir: str | os.PathLike | None = None, **options
 ) -> list[Sentence]:
-    """The sentences of one split of a registered dataset (see :func:`load_ner_dataset`)."""
-    spec = get_spec(name)
+    """The sentences of one split of any dataset (see :func:`load_ner_dataset`).
+
+    A registered dataset whose files hold entity types outside its registered label set raises (naming the
+    folder, the split and the types) rather than dropping them: a ``--data-dir`` copy with other types is a
+    dataset of its own, to be named by its path.
+    """
+    spec = resolve_spec(name, config, **options)
     split = _normalise_split(spec, split)
     if config is not None and config not in spec.configs:
         raise ValueError(
             f"dataset {name!r} has no {spec.config_kind} {config!r}; choose one of: {', '.join(spec.configs) or '(none)'}"
         )
+    if spec.source != "registry":
+        return spec.reader(spec.folder or Path(), config, split, {k: v for k, v in options.items() if k == "seed"})
     folder = dataset_folder(name, data_dir)
-    return spec.reader(folder, config or spec.default_config, split, dict(options))
+    sentences = spec.reader(folder, config or spec.default_config, split, dict(options))
+    known = set(spec.types)
+    extra = sorted({s.type for sentence in sentences for s in sentence.spans} - known)
+    if extra:
+        raise DataFormatError(
+            f"split {split!r} has entity type(s) {extra} outside the label set registered for {name!r} "
+            f"({', '.join(spec.types)}); to use this data with its own types, name its folder or files instead "
+            f"of {name!r}", folder)
+    return sentences
 
 
 def load_ner_dataset(
@@ -300,20 +346,38 @@ def load_ner_dataset(
     data_dir: str | os.PathLike | None = None,
     **options,
 ) -> Dataset | DatasetDict:
-    """Load a dataset by registry name (or Hub id) in the project schema.
+    """Load any dataset in the project schema: a registered name, your own file or folder, or a Hub id.
 
     Args:
-        name: a registered name (:func:`list_datasets`) or a Hub dataset id such as ``"wnut_17"``.
+        name: a registered name (:func:`list_datasets`); a CoNLL/IOB, JSONL or CoNLL-U file; a folder of split
+            files (train / dev|valid|validation / test by name) or one saved with ``save_to_disk``; or a Hub
+            dataset id such as ``"wnut_17"`` (see :mod:`ner_adapters.data.sources`; ``format=`` overrides the
+            detection, the label set is read from the data).
         config: the subset: GUM/UNER genre, ParsNER domain, Arman fold (``None``: all of them / fold1).
         split: ``"train"``, ``"validation"`` (or ``"dev"``), ``"test"``...; ``None`` gives a ``DatasetDict``.
         data_dir: the folder holding the dataset folders (see :func:`resolve_data_dir`).
         options: reader options, e.g. ``entities="named"`` for GUM, ``seed=`` for the seeded ParsNER and
             Presidio splits, ``mode="strict"`` to reject ill-formed tag sequences.
     """
-    if name not in REGISTRY:
-        from .hub import load_hub_dataset
+    if os.fspath(name) not in REGISTRY or isinstance(name, os.PathLike):
+        from .sources import check_hub_name
 
-        return load_hub_dataset(name, config, split=split, **options)
+        text = os.fspath(name)
+        if options.get("format") == "hub" or not (
+                os.path.exists(os.path.expanduser(text)) or options.get("format") is not None):
+            options.pop("format", None)
+            check_hub_name(text)
+            from .hub import load_hub_dataset
+
+            return load_hub_dataset(text, config, split=split, **options)
+        spec = resolve_spec(text, config, **options)
+        if split is None:
+            return DatasetDict({s: load_ner_dataset(name, config, split=s, **options) for s in spec.splits})
+        split = _normalise_split(spec, split)
+        sentences = load_sentences(text, config, split=split, **options)
+        dataset = sentences_to_dataset(sentences, spec.types)
+        dataset.info.description = f"{text}, split {split}"
+        return dataset
     spec = REGISTRY[name]
     if split is None:
         return DatasetDict(
