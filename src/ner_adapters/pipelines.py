@@ -70,6 +70,8 @@ from .hub.layout import (
     resolve_folder,
 )
 
+from .paths import looks_local, missing_path_error
+
 TASKS = ("token-classification", "ner")
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 AUTO = "auto"
@@ -443,7 +445,10 @@ def pipeline(
 
     ``model``: the core (Multi-BERT) or base LLM (CLLMFS), a Hub id or folder; by default the one the adapter
     records. ``router_dtype`` ("float32", "bfloat16", "float16" or "auto") is the domain classifier's compute
-    dtype (see ``MultiBertModel.classify``). Other keyword arguments (``batch_size``, ``domain``, ``ignore_labels``, ``return_domain``) are
+    dtype (see ``MultiBertModel.classify``). ``decoding`` (CLLMFS) is a ``DecodingConfig``: e.g.
+    ``resolve_overlaps="none"`` keeps a span under every type that listed it (the paper; default ``"score"``: the
+    best-scored type), ``none_threshold=0.3`` lists an entity from that probability on; without it, the adapter's
+    calibrated threshold (if any) applies. Other keyword arguments (``batch_size``, ``domain``, ``ignore_labels``, ``return_domain``) are
     the pipeline's defaults for every call.
     """
     if task not in TASKS:
@@ -464,6 +469,8 @@ def pipeline(
         raise ValueError("adapter=[] is empty")
     items = []
     for spec in specs:
+        if not os.path.isdir(spec) and looks_local(spec):  # a mistyped folder, not a Hub id: no network round trip
+            raise missing_path_error(spec, "adapter folder")
         folder = resolve_folder(spec, revision=revision, cache_dir=cache_dir, token=token)
         items.append((str(spec), folder, artifact_kind(folder)))
     pipeline_kwargs = {"aggregation_strategy": aggregation_strategy, "device": device, **kwargs}
