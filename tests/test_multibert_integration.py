@@ -53,8 +53,8 @@ def test_recipe_on_two_uner_genres(tmp_path, capsys):
     assert set(results["f1"]["multibert"]) == {"weblog", "newsgroup"}
     assert 0 <= results["router"]["accuracy"] <= 1 and results["router"]["groups"] > 0
     assert [r["name"] for r in results["runs"]] == [
-        "multibert-step1-weblog", "multibert-step1-newsgroup", "multibert-step2-weblog", "multibert-step2-newsgroup",
-        "multibert-general-uner_en_ewt", "router"]
+        "multibert-head-uner_en_ewt", "multibert-step1-weblog", "multibert-step1-newsgroup", "multibert-step2-weblog",
+        "multibert-step2-newsgroup", "multibert-general-uner_en_ewt", "router"]
 
     # the saved set reloads and scores exactly what the trained model scored
     model = MultiBertModel.load(out / "model")

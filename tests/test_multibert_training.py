@@ -79,9 +79,12 @@ def test_leave_one_out_two_steps(core, tmp_path, spy):
     runs = [(name, train_head, adapters, heads) for name, train_head, adapters, heads, _ in spy]
     assert [r.name for r in results] == [r[0] for r in runs]
     assert runs == [
-        ("multibert-step1-news", True, {"ad_news"}, {"head_toy"}),
-        ("multibert-step1-sports", True, {"ad_sports"}, {"head_toy"}),
-        ("multibert-step1-travel", True, {"ad_travel"}, {"head_toy"}),
+        # the head trains once, with the general adapter, on all of the scheme's domains
+        ("multibert-head-toy", True, {"ad_general-toy"}, {"head_toy"}),
+        # step 1: each adapter on the other domains, against that head (frozen)
+        ("multibert-step1-news", False, {"ad_news"}, set()),
+        ("multibert-step1-sports", False, {"ad_sports"}, set()),
+        ("multibert-step1-travel", False, {"ad_travel"}, set()),
         # step 2: each adapter on its own domain, the shared head frozen
         ("multibert-step2-news", False, {"ad_news"}, set()),
         ("multibert-step2-sports", False, {"ad_sports"}, set()),
@@ -92,10 +95,11 @@ def test_leave_one_out_two_steps(core, tmp_path, spy):
     ]
     sizes = {name: result.train_sentences for name, *_, result in spy}
     assert sizes["multibert-step1-news"] == 32 and sizes["multibert-step2-news"] == 16
-    assert sizes["multibert-general-toy"] == 48
+    assert sizes["multibert-general-toy"] == sizes["multibert-head-toy"] == 48
     trainable = {name: result.trainable_parameters for name, *_, result in spy}
     head = mbert.head_parameters("toy")
-    assert trainable["multibert-step1-news"] == mbert.adapter_parameters("news") + head
+    assert trainable["multibert-head-toy"] == mbert.adapter_parameters("general-toy") + head
+    assert trainable["multibert-step1-news"] == mbert.adapter_parameters("news")
     assert trainable["multibert-step2-news"] == mbert.adapter_parameters("news")
     assert not list((tmp_path / "out" / "runs").glob("*"))  # checkpoints removed unless keep_checkpoints
 
@@ -216,3 +220,27 @@ def test_early_stopping_patience_and_minimum_epochs(core, tmp_path, spy, monkeyp
                                            early_stopping_min_epochs=4))
     (_, _, _, _, result), = spy
     assert result.epochs == 4 and result.best_dev_metric == 0.9
+
+
+def test_every_adapter_meets_the_head_it_was_pre_trained_with(core, tmp_path, monkeypatch):
+    """leave_one_out: the head a step-2 run starts from (and that tags at inference) is the head its own step-1
+    run ended with. Before, the step-1 runs trained one shared head in turn, so all but the last adapter were
+    fine-tuned and used with a head they had not been pre-trained with."""
+    heads = {}
+    original = training_module.train_adapter
+
+    def recording(mbert, domain, *args, **kwargs):
+        heads[kwargs["run_name"], "start"] = snapshot(mbert, "heads.head_toy")
+        result = original(mbert, domain, *args, **kwargs)
+        heads[kwargs["run_name"], "end"] = snapshot(mbert, "heads.head_toy")
+        return result
+
+    monkeypatch.setattr(training_module, "train_adapter", recording)
+    mbert, data = model_with(core, holiday=False)
+    train_multibert(mbert, data, arguments(tmp_path, learning_rate=5e-2))
+    final = snapshot(mbert, "heads.head_toy")
+    assert changed(next(iter(heads.values())), final) == set(final)  # the head did train
+    for domain in ("news", "sports", "travel"):
+        step1_end, step2_start = heads[f"multibert-step1-{domain}", "end"], heads[f"multibert-step2-{domain}", "start"]
+        assert not changed(step1_end, step2_start), domain
+        assert not changed(step2_start, final), domain  # and it is the head the saved set tags with

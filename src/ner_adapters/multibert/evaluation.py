@@ -225,12 +225,17 @@ def _adapter_parameters(result: ExperimentResult, mbert: MultiBertModel, runs: S
     for scheme, members in by_scheme.items():
         first = members[0].name
         head = mbert.head_parameters(scheme)
+        head_run = trained.get(f"multibert-head-{scheme}")  # leave_one_out: the head trains with the general adapter
         step1 = trained.get(f"multibert-step1-{first}", trained.get(f"multibert-step1-{scheme}"))
         step2 = trained.get(f"multibert-step2-{first}", trained.get(f"multibert-{first}"))
         adapter = mbert.adapter_parameters(first)
+        if head_run is not None:
+            result.parameters.append({"variant": f"multibert head pre-training [{scheme}]", "trainable": head_run,
+                                      "saved": 0, "per": "scheme (general adapter + shared head, all domains)"})
         if step1 is not None:
-            result.parameters.append({"variant": f"multibert step 1 [{scheme}]", "trainable": step1,
-                                      "saved": 0, "per": "pre-training run (adapter + shared head)"})
+            result.parameters.append({"variant": f"multibert step 1 [{scheme}]", "trainable": step1, "saved": 0,
+                                      "per": "pre-training run (adapter; head frozen)" if head_run is not None
+                                      else "pre-training run (adapter + shared head)"})
         result.parameters.append({"variant": f"multibert [{scheme}]", "trainable": step2, "saved": adapter,
                                   "per": "domain (adapter; head frozen)" if step1 is not None else
                                   "domain (adapter + head: single-domain scheme)"})

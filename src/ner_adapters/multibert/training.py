@@ -6,16 +6,24 @@ reloads the best checkpoint at the end.
 
 Head sharing (one head per label scheme) follows the paper's section 3. For a scheme with domains D:
 
-1. ``leave_one_out`` (default): for each domain d, a fresh adapter ``ad_d`` is trained together with the
-   scheme's head on the other domains D - d. The head keeps training from one run to the next, so it
-   sees all of the scheme's data. ``shared``: one adapter (the general adapter) is trained with the
-   head on all of D and copied into every domain's adapter (the cheaper reading, section 3 paragraph 2).
-2. Each ``ad_d`` is fine-tuned on d alone with the (final) head frozen.
+1. ``leave_one_out`` (default): the scheme's head is trained once, together with the scheme's general
+   adapter, on all of D ("the classifier is only trained when the adapter is being pre-trained since this
+   step includes all of the data associated with that particular output scheme"; run ``<prefix>-head-<scheme>``).
+   Then, for each domain d, a fresh adapter ``ad_d`` is pre-trained on the other domains D - d with that head
+   frozen. ``shared``: one adapter (the general adapter) is trained with the head on all of D and copied into
+   every domain's adapter (the paper's "replicated across all other adapters", section 3 paragraph 2).
+2. Each ``ad_d`` is fine-tuned on d alone with the head frozen.
+
+Why the head is frozen in the leave-one-out step 1: a head that kept training through the N step-1 runs
+(as it did before) ends as whatever the last run left, so N - 1 of the adapters would meet, in step 2 and at
+inference, a head they were not pre-trained with. Here every adapter is pre-trained, fine-tuned and used with
+the one head its scheme keeps (``tests/test_multibert_training.py`` checks it run by run).
 
 A scheme with a single domain has no other domains: its adapter and head are trained together on the
 domain (step 1 is skipped). Training "without pre-training" is exactly that, with one scheme per domain.
-The general adapter of a multi-domain scheme is trained on all of D with the final head frozen (in
-``shared`` mode it is the step-1 adapter itself).
+The general adapter of a multi-domain scheme is the one that trained the head; with ``general`` it then
+trains on for ``general_epochs`` on all of D with the head frozen (in ``shared`` mode it is the step-1
+adapter itself).
 """
 
 from __future__ import annotations
@@ -345,8 +353,9 @@ def train_multibert(
 ) -> list[RunResult]:
     """Train every domain of ``mbert`` in the paper's two steps (see the module docstring).
 
-    ``domains`` must already be added to ``mbert``; with ``general`` each multi-domain scheme also gets
-    its general adapter. Prefix adapters are ejected to their flat form once fully trained.
+    ``domains`` must already be added to ``mbert``. Each multi-domain scheme gets its general adapter (the
+    adapter its head is trained with); with ``general`` it trains on with the head frozen (leave_one_out), so
+    it can serve as the router's fallback. Prefix adapters are ejected to their flat form once fully trained.
     """
     data = {d.name: d for d in domains}
     missing = [d for d in mbert.domain_names() if d not in data]
@@ -371,17 +380,21 @@ def train_multibert(
             for member in members:
                 mbert.copy_adapter(name, member)
         else:
+            name = mbert.general.get(scheme) or mbert.add_general(scheme, spec)
+            results.append(train_adapter(
+                mbert, name, _concat([data[m].train for m in members]), _concat([data[m].dev for m in members]),
+                args, train_head=True, epochs=args.pretrain_epochs, run_name=f"{prefix}-head-{scheme}"))
             for member in members:
                 others = [m for m in members if m != member]
                 results.append(train_adapter(
                     mbert, member, _concat([data[m].train for m in others]), _concat([data[m].dev for m in others]),
-                    args, train_head=True, epochs=args.pretrain_epochs, run_name=f"{prefix}-step1-{member}"))
+                    args, train_head=False, epochs=args.pretrain_epochs, run_name=f"{prefix}-step1-{member}"))
         for member in members:
             results.append(train_adapter(mbert, member, data[member].train, data[member].dev, args,
                                          train_head=False, epochs=args.num_train_epochs,
                                          run_name=f"{prefix}-step2-{member}"))
         if general and args.pretrain_mode == "leave_one_out":
-            name = mbert.general.get(scheme) or mbert.add_general(scheme, spec)
+            name = mbert.general[scheme]
             results.append(train_adapter(
                 mbert, name, _concat([data[m].train for m in members]), _concat([data[m].dev for m in members]),
                 args, train_head=False, epochs=args.general_epochs, run_name=f"{prefix}-general-{scheme}"))
