@@ -40,6 +40,9 @@ class CLLMFSAdapterConfig:
     entity_types: list[dict]
     prompt_mode: str = "per_type"
     cl_layer: int | None = None
+    #: The none/entity threshold chosen on held-back support sentences (``none_threshold: auto``); extraction
+    #: uses it when no DecodingConfig is given. ``None``: greedy, as the paper.
+    none_threshold: float | None = None
     metrics: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 

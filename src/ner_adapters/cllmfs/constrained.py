@@ -331,3 +331,69 @@ class SubstringConstraint(LogitsProcessor):
                 allowed = allowed + self.stop_ids  # a dead end (cannot happen under the mask) stops
             mask[row, allowed] = 0
         return scores + mask
+
+
+def _could_begin(piece: bytes, literal: bytes) -> bool:
+    """Whether a token spelling ``piece`` can start ``literal`` (or start with it)."""
+    return piece.startswith(literal) or literal.startswith(piece)
+
+
+def _at_list_start(states: frozenset) -> bool:
+    """Whether an entity list starts here: " none" and the first " <<< " are both still open (only there does the
+    ``none`` literal sit at offset 0)."""
+    return any(s[0] == "lit" and isinstance(s[1], tuple) and s[1][0] == "none" and s[2] == 0 for s in states)
+
+
+class NoneThreshold(LogitsProcessor):
+    """The none/entity choice by a probability threshold instead of greedily.
+
+    Where an entity list starts (the first answer token in per-type mode, each slot in all-types mode), the
+    allowed tokens split into those that begin " <<< " (list an entity) and those that begin " none";
+    ``p = P(entity) / (P(entity) + P(none))`` under the scores this processor receives (the model restricted to
+    what the grammar allows). The row lists an entity when ``p >= threshold`` (its best entity-opening token
+    stays), else answers none. Tokens that could begin both (a lone space) are masked so the choice is made at
+    this step. A small model trained on few sentences answers "none" for nearly everything, or for nothing;
+    the threshold moves that decision without retraining, and 0.0 forces every list open (used to calibrate:
+    ``decisions`` records each row's ``p``).
+
+    Runs after :class:`SubstringConstraint`, whose grammar states it reads (the same step's).
+    """
+
+    def __init__(self, constraint: SubstringConstraint, threshold: float):
+        self.constraint = constraint
+        self.threshold = float(threshold)
+        self.rows = list(range(len(constraint.grammars)))  # original row of each batch row
+        self.decisions: list[list[float]] = [[] for _ in self.rows]
+        self._none, self._open = NONE.encode(), OPEN.encode()
+
+    def keep(self, rows: Sequence[int]) -> None:
+        self.rows = [self.rows[row] for row in rows]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        pieces = self.constraint.trie.token_bytes
+        probabilities = None
+        for position, states in enumerate(self.constraint.states):
+            if not states or not _at_list_start(states):
+                continue
+            if probabilities is None:
+                probabilities = torch.softmax(scores.float(), dim=-1)
+                scores = scores.clone()  # the caller's tensor stays as it was
+            opening, closing = [], []
+            for token in torch.isfinite(scores[position]).nonzero().flatten().tolist():
+                piece = pieces[token] if token < len(pieces) else None
+                if not piece:
+                    continue
+                to_open, to_none = _could_begin(piece, self._open), _could_begin(piece, self._none)
+                if to_open != to_none:
+                    (opening if to_open else closing).append(token)
+            p_open = float(probabilities[position, opening].sum()) if opening else 0.0
+            p_none = float(probabilities[position, closing].sum()) if closing else 0.0
+            p = p_open / (p_open + p_none) if p_open + p_none > 0 else 0.0
+            self.decisions[self.rows[position]].append(p)
+            chosen = opening if (p >= self.threshold and opening) or not closing else closing
+            if not chosen:
+                continue
+            row = torch.full_like(scores[position], float("-inf"))
+            row[chosen] = scores[position, chosen]
+            scores[position] = row
+        return scores

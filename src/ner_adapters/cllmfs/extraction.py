@@ -14,8 +14,10 @@ occurrences.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import logging
+import math
 import os
 import threading
 import warnings
@@ -30,10 +32,10 @@ from ..data.schema import Sentence
 from ..models import resolve_model
 from ..spans import Span, char_span_to_tokens, token_char_offsets
 from .artifact import CLLMFSAdapterConfig
-from .constrained import AnswerGrammar, SubstringConstraint, vocabulary_trie
+from .constrained import AnswerGrammar, NoneThreshold, SubstringConstraint, vocabulary_trie
 from .decoding import decode, merge, prefill
 from .entity_types import EntityType, as_entity_types
-from .prompts import PromptFormat, PromptMode
+from .prompts import OPEN, PromptFormat, PromptMode
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +55,49 @@ class DecodingConfig:
     )
     max_input_tokens: int = field(default=256, metadata={"help": "Longer inputs are split into chunks."})
     chunk_overlap_words: int = field(default=8, metadata={"help": "Words shared by consecutive chunks."})
-    resolve_overlaps: bool = field(default=True, metadata={"help": "Keep the best-scored of overlapping entities."})
+    resolve_overlaps: str = field(
+        default="score", metadata={"help": "'score': of entities that overlap (one span under several types, or nested "
+                                           "spans), keep the one with the best answer score; 'none': keep every type's "
+                                           "answer as it came (the paper)."}
+    )
+    none_threshold: str | None = field(
+        default=None, metadata={"help": "Probability of listing an entity rather than 'none' from which an answer lists "
+                                        "one: null decides greedily (the paper), a number in (0, 1) fixes it, 'auto' has "
+                                        "the experiment choose it on held-back support sentences."}
+    )
     prefix_cache: bool = field(default=True, metadata={"help": "Encode a batch's shared prompt prefix once."})
     prime_answer: bool = field(
         default=True, metadata={"help": "Put the fixed answer opening in the prompt instead of generating it."}
     )
+
+    def __post_init__(self):
+        # Python callers of the old boolean field: True was score-based resolution, False none.
+        if isinstance(self.resolve_overlaps, bool):
+            self.resolve_overlaps = "score" if self.resolve_overlaps else "none"
+        if self.resolve_overlaps not in OVERLAP_MODES:
+            raise ValueError(f"resolve_overlaps must be one of {OVERLAP_MODES}, got {self.resolve_overlaps!r}")
+        self.none_threshold = _parse_threshold(self.none_threshold)
+        if self.none_threshold is not None and not self.constrained:
+            raise ValueError("none_threshold needs constrained: true (the none/entity choice is read from the answer "
+                             "grammar)")
+
+
+OVERLAP_MODES = ("score", "none")
+
+
+def _parse_threshold(value):
+    """``none_threshold`` from YAML (a number, null), the command line (a string) or Python."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null", "none")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"none_threshold must be null, 'auto' or a number in [0, 1], got {value!r}") from None
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ValueError(f"none_threshold must be null, 'auto' or a number in [0, 1], got {value!r}")
+    return number
 
 
 @dataclass
@@ -171,7 +211,8 @@ class CLLMFSExtractor:
         """Load the base model (any Hub id or folder; packaged copies offline) and optionally a CLLMFS adapter.
 
         Without ``entity_types`` the adapter's own types are used. ``format_hint`` defaults to on without an
-        adapter (zero-shot) and off with one (the adapter learnt the format). Never runs remote code.
+        adapter (zero-shot) and off with one (the adapter learnt the format). Without ``decoding``, an adapter's
+        calibrated ``none_threshold`` (if it records one) is used. Never runs remote code.
         """
         resolved = resolve_model(model_name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(resolved, trust_remote_code=False)
@@ -190,6 +231,8 @@ class CLLMFSExtractor:
             entity_types = saved.types
         if device is not None:
             model = model.to(device)
+        if decoding is None and saved is not None and saved.none_threshold is not None:
+            decoding = DecodingConfig(none_threshold=saved.none_threshold)
         mode = prompt_mode or (saved.prompt_mode if saved else "per_type")
         hint = format_hint if format_hint is not None else adapter is None
         return cls(model, tokenizer, entity_types, prompt_mode=mode, decoding=decoding, format_hint=hint)
@@ -269,15 +312,45 @@ class CLLMFSExtractor:
         """Token spans for pre-tokenized sentences (entities aligned to the dataset's own tokens)."""
         offsets = [token_char_offsets(s.tokens) for s in sentences]
         results = self.extract([s.text for s in sentences], boundaries=offsets, **kwargs)
-        spans = []
-        for sentence_offsets, entities in zip(offsets, results):
-            row = []
-            for entity in entities:
-                token_range = char_span_to_tokens(sentence_offsets, entity["start"], entity["end"], expand=False)
-                if token_range is not None:
-                    row.append(Span(token_range[0], token_range[1], entity["entity_group"]))
-            spans.append(sorted(set(row)))
-        return spans
+        return [_token_spans(o, entities) for o, entities in zip(offsets, results)]
+
+    def calibrate_none_threshold(self, sentences: Sequence[Sentence], show_progress: bool = False) -> float:
+        """Choose ``decoding.none_threshold`` on labelled sentences the model was not trained on, set it, return it.
+
+        One pass answers every (sentence, type) prompt with an entity list forced open, recording the model's
+        probability ``p`` of listing an entity rather than "none" (see :class:`NoneThreshold`). With threshold
+        ``t`` a prompt would keep its (greedy) entities when ``p >= t`` and answer none otherwise, so every ``t``
+        is scored from that one pass: candidates are the recorded ``p`` values and 0.5, each scored by span
+        micro-F1 after the configured overlap resolution; the best wins (ties: the one closest to 0.5, greedy's
+        choice between two options).
+        """
+        from ..metrics import span_scores
+
+        if not self.decoding.constrained:
+            raise ValueError("calibrating none_threshold needs constrained decoding")
+        if not sentences:
+            raise ValueError("calibrating none_threshold needs at least one labelled sentence")
+        configured = self.decoding
+        offsets = [token_char_offsets(s.tokens) for s in sentences]
+        self.decoding = dataclasses.replace(configured, none_threshold=0.0, resolve_overlaps="none")
+        self._call.record = True
+        try:
+            forced = self.extract([s.text for s in sentences], boundaries=offsets, show_progress=show_progress)
+        finally:
+            self._call.record = False
+            self.decoding = configured
+        gold = [s.spans for s in sentences]
+        labels = [t.label for t in self.entity_types]
+        candidates = sorted({0.5, *(e["_p_entity"] for row in forced for e in row if "_p_entity" in e)})
+        best, best_f1 = 0.5, -1.0
+        for t in candidates:
+            kept = [self._finalise([e for e in row if e.get("_p_entity", 1.0) >= t]) for row in forced]
+            f1 = span_scores(gold, [_token_spans(o, row) for o, row in zip(offsets, kept)], types=labels).micro.f1
+            if f1 > best_f1 + 1e-12 or (abs(f1 - best_f1) <= 1e-12 and abs(t - 0.5) < abs(best - 0.5)):
+                best, best_f1 = t, f1
+        self.decoding = dataclasses.replace(configured, none_threshold=best)
+        self.stats["none_threshold_f1"] = best_f1
+        return best
 
     # --- internals -------------------------------------------------------------------------------------
 
@@ -444,8 +517,13 @@ class CLLMFSExtractor:
                 for job in jobs
             ]
             constraint = SubstringConstraint(grammars, self.tokenizer, self.stop_ids)
+        threshold = self.decoding.none_threshold
+        if threshold == "auto":
+            raise ValueError("none_threshold='auto' is chosen on labelled sentences first: call "
+                             "calibrate_none_threshold(sentences) (run_experiment does, on held-back support sentences)")
+        chooser = NoneThreshold(constraint, threshold) if threshold is not None and constraint is not None else None
         processors = [*(self.make_logits_processors() if self.make_logits_processors else ()),
-                      *([constraint] if constraint is not None else [])]
+                      *([constraint] if constraint is not None else []), *([chooser] if chooser else [])]
         stop = self.format.stop_text.strip() if self.format.stop_text else None
         parts = []
         for piece in self._prefill_slices(jobs):
@@ -459,10 +537,14 @@ class CLLMFSExtractor:
             do_sample=self.decoding.do_sample, temperature=self.decoding.temperature, top_p=self.decoding.top_p,
         )
         self.stats["prompts"] += len(jobs)
-        return [self._read_answer(job, answer.token_ids, answer.logprobs) for job, answer in zip(jobs, answers)]
+        decisions = chooser.decisions if chooser is not None else [[] for _ in jobs]
+        return [self._read_answer(job, answer.token_ids, answer.logprobs, decision[0] if decision else None)
+                for job, answer, decision in zip(jobs, answers, decisions)]
 
-    def _read_answer(self, job: _Job, token_ids: list[int], logprobs: list[float]) -> list[dict]:
-        """Entities of one generated answer, with scores from the tokens that spell them."""
+    def _read_answer(self, job: _Job, token_ids: list[int], logprobs: list[float],
+                     decision: float | None = None) -> list[dict]:
+        """Entities of one generated answer, with scores from the tokens that spell them (and, while calibrating,
+        the answer's none/entity probability ``decision`` as ``"_p_entity"``)."""
         pieces = vocabulary_trie(self.tokenizer).token_bytes
         completion_bytes = b""
         token_spans = []  # byte range of each generated token in the completion
@@ -483,11 +565,15 @@ class CLLMFSExtractor:
                 if place is None:
                     self.stats["unmatched"] += 1
                     continue
-                b_start, b_end = char_to_byte[c_start], char_to_byte[c_end]
-                used = [lp for (s, e), lp in zip(token_spans, logprobs) if s < b_end and e > b_start]
-                score = float(torch.tensor(used).mean().exp()) if used else 0.0
+                marker = completion.rfind(OPEN.strip(), 0, c_start)
+                if marker > 0 and completion[marker - 1] == " ":
+                    marker -= 1
+                score = answer_score(token_spans, logprobs, char_to_byte[max(marker, 0)], char_to_byte[c_start],
+                                     char_to_byte[c_end])
                 start, end = place[0] + job.chunk_offset, place[1] + job.chunk_offset
                 entities.append({"entity_group": entity_type.label, "score": score, "word": string, "start": start, "end": end})
+                if decision is not None and getattr(self._call, "record", False):
+                    entities[-1]["_p_entity"] = decision
         self.stats["entities"] += len(entities)
         stop = self.format.stop_text
         stopped = finished or bool(stop and stop.strip() in completion)
@@ -498,20 +584,51 @@ class CLLMFSExtractor:
         return entities
 
     def _finalise(self, entities: list[dict]) -> list[dict]:
-        """Deduplicate (chunks overlap), optionally drop overlapping lower-scored entities, sort by position."""
+        """Deduplicate (chunks overlap), optionally drop overlapping lower-scored entities, sort by position.
+
+        Per-type prompting asks every type on its own, so one span can come back under several types; with
+        ``resolve_overlaps="score"`` the answer the model was surest of wins (see :func:`answer_score`)."""
         best: dict[tuple[str, int, int], dict] = {}
         for entity in entities:
             key = (entity["entity_group"], entity["start"], entity["end"])
             if key not in best or entity["score"] > best[key]["score"]:
                 best[key] = entity
         kept = list(best.values())
-        if self.decoding.resolve_overlaps:
+        if self.decoding.resolve_overlaps == "score":
             chosen: list[dict] = []
             for entity in sorted(kept, key=lambda e: (-e["score"], e["start"])):
                 if all(entity["end"] <= c["start"] or entity["start"] >= c["end"] for c in chosen):
                     chosen.append(entity)
             kept = chosen
         return sorted(kept, key=lambda e: (e["start"], e["end"], e["entity_group"]))
+
+
+def _token_spans(offsets: Sequence[tuple[int, int]], entities: Sequence[dict]) -> list[Span]:
+    """Entities (character offsets) as spans of the sentence's own tokens."""
+    row = []
+    for entity in entities:
+        token_range = char_span_to_tokens(offsets, entity["start"], entity["end"], expand=False)
+        if token_range is not None:
+            row.append(Span(token_range[0], token_range[1], entity["entity_group"]))
+    return sorted(set(row))
+
+
+def answer_score(token_spans: Sequence[tuple[int, int]], logprobs: Sequence[float], marker_start: int,
+                 entity_start: int, entity_end: int) -> float:
+    """The model's own probability of one listed entity: P(opening marker) x geometric mean P(entity tokens).
+
+    Arguments are byte offsets in the answer (``token_spans``: each generated token's range). The marker
+    tokens (``" <<<"``, those starting in ``[marker_start, entity_start)``) carry the decision to list an entity
+    for this type at all, rather than "none" or the end; the entity tokens, copied from the input, are near 1 for
+    any type once that decision is made. Scoring by the entity tokens alone would leave a span asked under two
+    types with nearly the same score; the product keeps the type decision in it. Log-probabilities are the
+    unconstrained model's, so a forced choice scores low. NaN (a stop appended without a step) is skipped.
+    """
+    marker = [lp for (s, _), lp in zip(token_spans, logprobs) if marker_start <= s < entity_start and lp == lp]
+    used = [lp for (s, e), lp in zip(token_spans, logprobs) if s < entity_end and e > entity_start and lp == lp]
+    if not used:
+        return 0.0
+    return float(math.exp(sum(marker) + sum(used) / len(used)))
 
 
 def _download_adapter(repo_id: str) -> str:
