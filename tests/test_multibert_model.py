@@ -201,3 +201,59 @@ def test_predict_mixed_groups_by_domain(core, monkeypatch):
 def test_training_domain_fixture_is_consistent():
     domain = make_domain("news", "toy")
     assert all(s.spans for s in domain.train) and len(domain.train) == 24
+
+
+# --- LoRA capacity: target matrices, and what "% of the core" counts ----------------------------------------
+
+
+def test_lora_targets_count_and_round_trip(core, tmp_path):
+    """LoRA on q, k, v and both feed-forward projections: the parameter count is exactly those matrices' low-rank
+    factors, and a saved set records the targets and reloads with identical predictions."""
+    wide = AdapterSpec("lora", lora_r=2, lora_alpha=4, lora_attn_matrices=("q", "k", "v"), lora_intermediate=True,
+                       lora_output=True)
+    ffn_only = AdapterSpec("lora", lora_r=2, lora_attn_matrices=(), lora_output=True)
+    mbert = MultiBertModel.from_core(str(core), max_length=32)
+    mbert.add_scheme("toy", TYPES)
+    mbert.add_domain("news", "toy", wide)
+    mbert.add_domain("sports", "toy", ffn_only)
+    mbert.add_domain("travel", "toy")  # the default: q and v
+    randomize(mbert)
+    hidden, inner, layers, r = 32, 64, 2, 2
+    attention = 3 * r * (hidden + hidden)
+    assert mbert.adapter_parameters("news") == layers * (attention + r * (hidden + inner) + r * (inner + hidden))
+    assert mbert.adapter_parameters("sports") == layers * r * (inner + hidden)
+    assert mbert.adapter_parameters("travel") == layers * 2 * 3 * (hidden + hidden)
+    expected = {d: as_tuples(mbert.predict(SENTENCES, d)) for d in ("news", "sports", "travel")}
+    path = mbert.save(tmp_path / "model")
+    entry = json.loads((path / MANIFEST).read_text())["domains"]["news"]["adapter"]
+    assert entry["lora_attn_matrices"] == ["q", "k", "v"] and entry["lora_intermediate"] and entry["lora_output"]
+    loaded = MultiBertModel.load(path)
+    assert loaded.adapter_specs["news"] == wide and loaded.adapter_specs["sports"] == ffn_only
+    for domain, predictions in expected.items():
+        assert as_tuples(loaded.predict(SENTENCES, domain)) == predictions, domain
+    with pytest.raises(MultiBertError, match="does not wrap the attention output"):
+        AdapterSpec(lora_attn_matrices=("q", "o"))
+    with pytest.raises(MultiBertError, match="needs a target"):
+        AdapterSpec(lora_attn_matrices=())
+
+
+def test_manifest_without_lora_targets_still_loads(core, tmp_path):
+    """Sets saved before the target fields existed (LoRA on q and v) load with those defaults."""
+    mbert = build(core)
+    expected = as_tuples(mbert.predict(SENTENCES, "news"))
+    path = mbert.save(tmp_path / "model")
+    manifest = json.loads((path / MANIFEST).read_text())
+    for entry in manifest["domains"].values():
+        for key in ("lora_attn_matrices", "lora_intermediate", "lora_output"):
+            del entry["adapter"][key]
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    loaded = MultiBertModel.load(path)
+    assert loaded.adapter_specs["news"] == AdapterSpec(prefix_length=4, prefix_bottleneck_size=16)
+    assert as_tuples(loaded.predict(SENTENCES, "news")) == expected
+
+
+def test_core_embedding_parameters(core):
+    mbert = MultiBertModel.from_core(str(core))
+    config = mbert.model.config
+    embeddings = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size) * 32 + 2 * 32
+    assert mbert.core_embedding_parameters() == embeddings < mbert.core_parameters()

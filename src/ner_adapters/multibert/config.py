@@ -33,8 +33,14 @@ class ModelArguments:
     core_model: str = field(default=MINILM, metadata={"help": "Hub id or folder of any BERT-family encoder"})
     adapter_kind: AdapterKind = field(default="lora", metadata={"help": "per-domain adapter: lora or prefix"})
     lora_r: int = 3
-    lora_alpha: int = 1
+    lora_alpha: int = field(default=1, metadata={"help": "LoRA's update is scaled by lora_alpha / lora_r"})
     lora_dropout: float = 0.0
+    lora_attn_matrices: list[str] = field(
+        default_factory=lambda: ["q", "v"],
+        metadata={"help": "self-attention matrices LoRA adapts: any of q, k, v (the attention output projection "
+                          "is not wrapped by adapters' BERT LoRA)"})
+    lora_intermediate: bool = field(default=False, metadata={"help": "LoRA on the feed-forward up projection too"})
+    lora_output: bool = field(default=False, metadata={"help": "LoRA on the feed-forward down projection too"})
     prefix_length: int = 22
     prefix_bottleneck_size: int = field(
         default=512, metadata={"help": "hidden size of the prefix reparametrization MLP (training only)"}
@@ -49,6 +55,8 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         _check_choice("adapter_kind", self.adapter_kind, ("lora", "prefix"))
+        for matrix in self.lora_attn_matrices:
+            _check_choice("lora_attn_matrices", matrix, ("q", "k", "v"))
         _check_positive(self, "lora_r", "prefix_length", "prefix_bottleneck_size", "max_length")
 
 

@@ -51,9 +51,18 @@ class MultiBertError(ValueError):
     """A wrong or missing domain, scheme or adapter, or a saved set that does not fit its core."""
 
 
+LORA_ATTN_MATRICES = ("q", "k", "v")  # what adapters' BERT LoRA can wrap in self-attention (not its output "o")
+
+
 @dataclass(frozen=True)
 class AdapterSpec:
-    """The adapter of a domain: LoRA (the paper's best: r=3, alpha=1) or prefix tuning (length 22)."""
+    """The adapter of a domain: LoRA (the paper's best: r=3, alpha=1) or prefix tuning (length 22).
+
+    LoRA sits on the self-attention matrices ``lora_attn_matrices`` (default query and value, the library's
+    default), and with ``lora_intermediate`` / ``lora_output`` on the feed-forward block's up (intermediate)
+    and down (output) projections too. Its update is scaled by ``lora_alpha / lora_r``. The spec is saved in
+    the manifest; manifests written before these fields existed load with the defaults, which is what they used.
+    """
 
     kind: Literal["lora", "prefix"] = "lora"
     lora_r: int = 3
@@ -62,12 +71,27 @@ class AdapterSpec:
     prefix_length: int = 22
     prefix_bottleneck_size: int = 512
     prefix_flat: bool = False
+    lora_attn_matrices: tuple[str, ...] = ("q", "v")
+    lora_intermediate: bool = False
+    lora_output: bool = False
+
+    def __post_init__(self) -> None:
+        matrices = tuple(self.lora_attn_matrices)  # a JSON manifest gives a list
+        unknown = [m for m in matrices if m not in LORA_ATTN_MATRICES]
+        if unknown:
+            raise MultiBertError(f"lora_attn_matrices {unknown}: choose from {list(LORA_ATTN_MATRICES)} (adapters' "
+                                 "BERT LoRA does not wrap the attention output projection)")
+        if self.kind == "lora" and not matrices and not self.lora_intermediate and not self.lora_output:
+            raise MultiBertError("a LoRA adapter needs a target: lora_attn_matrices, lora_intermediate or lora_output")
+        object.__setattr__(self, "lora_attn_matrices", matrices)
 
     def to_config(self):
         from adapters import LoRAConfig, PrefixTuningConfig
 
         if self.kind == "lora":
-            return LoRAConfig(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout)
+            return LoRAConfig(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                              selfattn_lora=bool(self.lora_attn_matrices), attn_matrices=list(self.lora_attn_matrices),
+                              intermediate_lora=self.lora_intermediate, output_lora=self.lora_output)
         if self.kind == "prefix":
             return PrefixTuningConfig(prefix_length=self.prefix_length, bottleneck_size=self.prefix_bottleneck_size,
                                       flat=self.prefix_flat)
@@ -77,7 +101,8 @@ class AdapterSpec:
     def from_arguments(cls, args) -> "AdapterSpec":
         """From :class:`~ner_adapters.multibert.config.ModelArguments`."""
         return cls(args.adapter_kind, args.lora_r, args.lora_alpha, args.lora_dropout, args.prefix_length,
-                   args.prefix_bottleneck_size, args.prefix_flat)
+                   args.prefix_bottleneck_size, args.prefix_flat, lora_attn_matrices=tuple(args.lora_attn_matrices),
+                   lora_intermediate=args.lora_intermediate, lora_output=args.lora_output)
 
 
 def _segments_match(parameter_name: str, module_name: str) -> bool:
@@ -406,6 +431,16 @@ class MultiBertModel:
         adapters = list(self.model.adapters_config.adapters)
         return sum(p.numel() for n, p in self.model.base_model.named_parameters()
                    if not any(_segments_match(n, a) for a in adapters))
+
+    def core_embedding_parameters(self) -> int:
+        """Parameters of the core's embedding layer: word, position and token-type embeddings and their LayerNorm.
+
+        A multilingual core is mostly its word-embedding matrix (multilingual-e5-small: about 96M of 118M),
+        which an adapter never touches; ``core_parameters() - core_embedding_parameters()`` is the body
+        (transformer layers and pooler) that adapters are a share of.
+        """
+        embeddings = self.model.base_model.embeddings
+        return sum(p.numel() for p in embeddings.parameters())
 
     def _adapter_name(self, domain: str) -> str:
         """The library's name of a domain's adapter (``router``: the classifier's); unknown domains raise."""
