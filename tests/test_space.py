@@ -1,6 +1,6 @@
 """The Gradio Space (``spaces/app.py``), serving the models the push recipe published to the local Hub:
 started with no outside network call, answering through ``gradio_client`` and in a real headless Chromium
-(installed here with apt-get when missing), with clear messages, limits and no leaked paths or tokens."""
+(installed by `make browser`), with clear messages, limits and no leaked paths or tokens."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -171,22 +170,11 @@ def test_space_config_from_environment_and_file(tmp_path, space):
 # --- a real browser ---------------------------------------------------------------------------------------------
 
 
-def _install_chromium() -> tuple[str, str]:
-    """Debian's chromium and chromedriver, installed with apt-get when missing (skips only if impossible)."""
+def _chromium() -> tuple[str, str]:
+    """Debian's chromium and chromedriver, which `make browser` (part of `make test`) installs."""
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if browser and driver:
-        return browser, driver
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("chromium/chromium-driver are missing and cannot be installed here (needs apt-get as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    if done.returncode != 0:  # stale package lists: refresh once
-        subprocess.run(["apt-get", "update"], capture_output=True, text=True, env=env, timeout=600)
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if done.returncode != 0 or not (browser and driver):
-        pytest.skip(f"apt-get could not install chromium: {(done.stderr or done.stdout)[-300:]}")
+    if not (browser and driver):
+        pytest.skip("chromium/chromedriver are not installed: run `make browser` (apt-get as root) for this test")
     return browser, driver
 
 
@@ -195,7 +183,7 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    binary, driver_path = _install_chromium()
+    binary, driver_path = _chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

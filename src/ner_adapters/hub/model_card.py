@@ -1,4 +1,4 @@
-"""Model cards for the pushed artifacts, rendered from the Jinja templates in ``model_cards/``.
+"""Model cards for the pushed artifacts, rendered from the Jinja templates in ``card_templates/``.
 
 Every number in a card is read from what the training run wrote (Multi-BERT's ``results.json``; CLLMFS's
 run and episode ``results.json``), never typed in: the per-type / per-domain tables, the ``model-index``
@@ -37,8 +37,9 @@ VARIANTS = {"multibert": "Multi-BERT (two-step domain adapter)", "multibert_scra
 
 
 def default_template_dir() -> Path:
-    """``model_cards/`` at the top of the source tree (``recipes/push_to_hub.py --template_dir`` overrides)."""
-    return Path(__file__).resolve().parents[3] / "model_cards"
+    """The templates shipped in the package (``model_cards/`` in a checkout links to them; ``--template_dir``
+    overrides), so that a push works from an installed wheel as from the source tree."""
+    return Path(__file__).resolve().parent / "card_templates"
 
 
 def render(kind: str, card_data, context: Mapping[str, Any], template_dir: str | os.PathLike | None = None):
