@@ -147,3 +147,49 @@ def test_router_compute_dtype(mbert, tmp_path):
     assert MultiBertModel.load(tmp_path / "model", router_dtype="bfloat16").router_dtype == "bfloat16"
     with pytest.raises(MultiBertError, match="router_dtype 'int8'"):
         MultiBertModel.load(tmp_path / "model", router_dtype="int8")
+
+
+# --- router pooling: [CLS] or the mean of the token states, carried by the head itself ------------------------
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_router_pooling_reads_what_it_says_and_survives_a_reload(core, tmp_path, pooling):
+    """The router's logits are its head applied to the masked mean of the token states ("mean") or to [CLS];
+    the choice is saved (manifest and the head's own type) and a reloaded set classifies identically."""
+    import torch
+
+    model = MultiBertModel.from_core(str(core), max_length=32)
+    model.add_scheme("toy", TYPES)
+    for name in ("news", "sports"):
+        model.add_domain(name, "toy")
+    model.add_router(["news", "sports"], max_length=64, pooling=pooling)
+    randomize(model)
+    texts = ["mary visited paris today .", "arsenal beat bayern in london . john scored twice for arsenal ."]
+    probabilities = model.classify(texts, batch_size=2)  # padded batch: the mask must exclude the padding
+    encoding = model.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        model._set_active("router", "router_head")
+        hidden = model.model.base_model(**encoding)[0]
+        mask = encoding["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1) if pooling == "mean" else hidden[:, 0]
+        logits = model.model.heads["router_head"]((hidden,), cls_output=pooled)
+        logits = logits[0] if isinstance(logits, tuple) else logits
+    expected = torch.softmax(logits, dim=-1)
+    for row, want in zip(probabilities, expected):
+        assert [row[d] for d in ("news", "sports")] == pytest.approx(want.tolist(), abs=1e-5)
+
+    path = model.save(tmp_path / "model")
+    import json
+    manifest = json.loads((path / "multibert.json").read_text())
+    assert manifest["router"]["pooling"] == pooling
+    loaded = MultiBertModel.load(path)
+    assert loaded.router_pooling == pooling
+    assert loaded.classify(texts, batch_size=2) == model.classify(texts, batch_size=2)
+    # a Hub copy of the manifest lacks the field: the head's own type still says how it pools
+    del manifest["router"]["pooling"]
+    (path / "multibert.json").write_text(json.dumps(manifest))
+    assert MultiBertModel.load(path).router_pooling == pooling
+    manifest["router"]["pooling"] = "cls" if pooling == "mean" else "mean"
+    (path / "multibert.json").write_text(json.dumps(manifest))
+    with pytest.raises(MultiBertError, match="router pooling"):
+        MultiBertModel.load(path)

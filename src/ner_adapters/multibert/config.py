@@ -160,12 +160,16 @@ class RouterArguments:
     router_max_length: int = 512
     router_learning_rate: float = 1e-3
     router_epochs: float = 3
+    router_pooling: Literal["cls", "mean"] = field(
+        default="mean", metadata={"help": "what the domain classifier reads: the mean of the token states (how the "
+                                          "packaged cores were trained as sentence encoders) or [CLS]"})
     confidence_threshold: float = field(
         default=0.5, metadata={"help": "below this probability the general adapter tags instead"}
     )
 
     def __post_init__(self) -> None:
         _check_positive(self, "group_size", "router_max_length", "router_learning_rate", "router_epochs")
+        _check_choice("router_pooling", self.router_pooling, ("cls", "mean"))
         if not 0 <= self.confidence_threshold <= 1:
             raise ConfigError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
 

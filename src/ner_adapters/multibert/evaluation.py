@@ -285,7 +285,8 @@ def _router(result: ExperimentResult, mbert: MultiBertModel, domains: Sequence[D
     router_args, training = config.router, config.training
     started = time.time()
     mbert.add_router([d.name for d in domains], AdapterSpec.from_arguments(config.model),
-                     max_length=router_args.router_max_length, threshold=router_args.confidence_threshold)
+                     max_length=router_args.router_max_length, threshold=router_args.confidence_threshold,
+                     pooling=router_args.router_pooling)
 
     def groups(split: str, seed: int | None):
         return make_groups({d.name: getattr(d, split) for d in domains}, mbert.tokenizer,

@@ -45,6 +45,36 @@ HEAD_PREFIX = "head_"
 ROUTER_ADAPTER = "router"
 ROUTER_HEAD = "router_head"
 GENERAL_PREFIX = "general-"
+ROUTER_POOLINGS = ("cls", "mean")
+MEAN_POOLED_HEAD = "ner_adapters_mean_pooled_classification"  # the head type written in head_config.json
+
+
+def mean_pooled_classification_head():
+    """An AdapterHub classification head that reads the mean of the token states instead of ``[CLS]``.
+
+    The cores packaged here (all-MiniLM-L6-v2, multilingual-e5-small) were trained as mean-pooled sentence
+    encoders; their ``[CLS]`` state is not what they learned to make informative (measured on Persian domains:
+    cosine 0.970 between domains vs 0.975 within one). The pooling lives in the head's own type, saved in its
+    ``head_config.json``, so every copy of the router (saved set, Hub repo, pipeline, Space) pools the same way.
+    """
+    from adapters.heads import ClassificationHead
+
+    class MeanPooledClassificationHead(ClassificationHead):
+        def __init__(self, model, head_name, **kwargs):
+            super().__init__(model, head_name, **kwargs)
+            self.config["head_type"] = MEAN_POOLED_HEAD
+
+        def forward(self, outputs, cls_output=None, attention_mask=None, return_dict=False, **kwargs):
+            if cls_output is None:
+                hidden = outputs[0]
+                if attention_mask is None:
+                    cls_output = hidden.mean(dim=1)
+                else:
+                    mask = attention_mask[:, : hidden.shape[1]].unsqueeze(-1).to(hidden.dtype)
+                    cls_output = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            return super().forward(outputs, cls_output, attention_mask, return_dict, **kwargs)
+
+    return MeanPooledClassificationHead
 
 
 class MultiBertError(ValueError):
@@ -168,6 +198,7 @@ class MultiBertModel:
         self.router_domains: list[str] = []
         self.router_max_length = 512
         self.router_threshold = 0.5
+        self.router_pooling = "cls"  # what the router head reads: [CLS] or the mean of the token states
         self.router_dtype = "float32"  # see classify(); a runtime choice, not saved
         self._lock = threading.RLock()
         self.model.eval()
@@ -183,6 +214,7 @@ class MultiBertModel:
         path = resolve_model(core_model)
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
         model = AutoAdapterModel.from_pretrained(path)  # a fresh config object per model, never shared
+        model.register_custom_head(MEAN_POOLED_HEAD, mean_pooled_classification_head())
         return cls(model, tokenizer, str(core_model), max_length=max_length)
 
     def add_scheme(self, name: str, types: Sequence[str]) -> tuple[str, ...]:
@@ -219,8 +251,13 @@ class MultiBertModel:
         return name
 
     def add_router(self, domains: Sequence[str], spec: AdapterSpec = AdapterSpec(), *, max_length: int = 512,
-                   threshold: float = 0.5) -> None:
-        """The domain classifier: its own adapter and classification head over ``domains``."""
+                   threshold: float = 0.5, pooling: str = "mean") -> None:
+        """The domain classifier: its own adapter and classification head over ``domains``.
+
+        ``pooling``: the head reads the mean of the token states ("mean", see
+        :func:`mean_pooled_classification_head`) or the ``[CLS]`` state ("cls", the library's head)."""
+        if pooling not in ROUTER_POOLINGS:
+            raise MultiBertError(f"router pooling {pooling!r} is not one of {list(ROUTER_POOLINGS)}")
         unknown = [d for d in domains if d not in self.domains]
         if unknown:
             raise MultiBertError(f"router domains {unknown} are not domains of this model ({self.domain_names()})")
@@ -228,9 +265,14 @@ class MultiBertModel:
             if self.router_domains:
                 raise MultiBertError("this model already has a router")
             self.model.add_adapter(ROUTER_ADAPTER, config=spec.to_config())
-            self.model.add_classification_head(ROUTER_HEAD, num_labels=len(domains),
-                                               id2label=dict(enumerate(domains)))
+            if pooling == "mean":
+                self.model.add_custom_head(MEAN_POOLED_HEAD, ROUTER_HEAD, num_labels=len(domains),
+                                           id2label=dict(enumerate(domains)))
+            else:
+                self.model.add_classification_head(ROUTER_HEAD, num_labels=len(domains),
+                                                   id2label=dict(enumerate(domains)))
             self.model.active_head = None
+            self.router_pooling = pooling
             self.router_domains = list(domains)
             self.router_max_length = max_length
             self.router_threshold = threshold
@@ -476,7 +518,8 @@ class MultiBertModel:
             "general": dict(self.general),
             "router": None if not self.router_domains else {
                 "domains": self.router_domains, "max_length": self.router_max_length,
-                "threshold": self.router_threshold, "adapter": asdict(self.adapter_specs[ROUTER_ADAPTER])},
+                "threshold": self.router_threshold, "pooling": self.router_pooling,
+                "adapter": asdict(self.adapter_specs[ROUTER_ADAPTER])},
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -550,6 +593,13 @@ class MultiBertModel:
             spec = AdapterSpec(**router["adapter"])
             self._load_adapter(path / "router" / "adapter", ROUTER_ADAPTER, spec)
             self._load_head(path / "router" / "head", ROUTER_HEAD, router["domains"])
+            # The head's own type says how it pools (a Hub copy of the manifest may not carry "pooling");
+            # a manifest without the field predates mean pooling: [CLS].
+            pooling = "mean" if self.model.heads[ROUTER_HEAD].config.get("head_type") == MEAN_POOLED_HEAD else "cls"
+            if router.get("pooling", pooling) != pooling:
+                raise MultiBertError(f"{manifest_path}: router pooling {router['pooling']!r}, but its head pools "
+                                     f"{pooling!r}")
+            self.router_pooling = pooling
             self.router_domains = list(router["domains"])
             self.router_max_length = router["max_length"]
             self.router_threshold = router["threshold"]
