@@ -6,6 +6,13 @@ episodes (the same support and query sentences) and the metric, so their numbers
 - ``cllmfs``: LoRA SFT (+ the contrastive term when ``cl_weight > 0``), then constrained extraction;
 - ``zero_shot``: the same LLM and decoding without training (the answer format spelt out in the prompt);
 - ``proto`` / ``nnshot``: nearest-prototype / nearest-neighbour tagging on a frozen encoder (MiniLM).
+
+Training data follows the paper (:mod:`.support_sets`): ``n_support_sets`` seeded support sets per episode (INTRA:
+the baselines get exactly those sentences too), and INTER from one or several ``source_datasets``, tested on the
+target's test set with the target's types and descriptions only. There the zero-shot baseline prompts with the
+target's types, and the prototype baselines get a K-shot support set of the target's training split (more target
+information than CLLMFS gets). ``none_threshold: auto`` holds back ``none_threshold_holdout`` of the support
+sentences from training and chooses the none/entity threshold on them; ``results.json`` and the adapter record it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from .artifact import CLLMFSAdapterConfig, architecture_fingerprint, save_adapte
 from .cllmfs_config import CLLMFSConfig
 from .entity_types import EntityType
 from .extraction import CLLMFSExtractor, DecodingConfig
+from .support_sets import parse_source, support_parts, with_support_sets
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +62,31 @@ class EpisodeArguments:
     episodes_file: str | None = field(default=None, metadata={"help": "Read episodes from this JSONL instead."})
     types_file: str | None = field(default=None, metadata={"help": "YAML {label: description} overriding descriptions."})
     data_dir: str | None = field(default=None, metadata={"help": "Data folder (default: registry resolution)."})
+    n_support_sets: int = field(
+        default=1, metadata={"help": "Support sets per episode and source, each a seeded K-shot sample of the training "
+                                     "split, disjoint while the data allows; CLLMFS trains on all, the baselines get "
+                                     "the same sentences (1: the plain episode)."}
+    )
+    source_datasets: list[str] | None = field(
+        default=None, metadata={"help": "INTER from several sources: source datasets ('name' or 'name/subset'), each "
+                                        "giving n_support_sets sets of its own types; overrides dataset/dataset_config "
+                                        "(the first is the episode's own source)."}
+    )
+
+    def __post_init__(self):
+        if self.n_support_sets < 1:
+            raise ValueError(f"n_support_sets must be >= 1, got {self.n_support_sets}")
+        if isinstance(self.source_datasets, str):
+            self.source_datasets = [self.source_datasets]
+        if self.source_datasets is not None:
+            if not self.source_datasets:
+                raise ValueError("source_datasets is empty: list at least one source dataset, or leave it null")
+            if self.target_dataset is None:
+                raise ValueError("source_datasets is for INTER: set target_dataset too")
+            self.dataset, self.dataset_config = parse_source(self.source_datasets[0])
+        if self.episodes_file and (self.n_support_sets > 1 or self.source_datasets):
+            raise ValueError("episodes_file holds its episodes' support sets already: n_support_sets and "
+                             "source_datasets cannot be combined with it")
 
 
 @dataclass
@@ -70,8 +103,14 @@ class MethodArguments:
     loss_on_answer_prefix: bool = field(
         default=True, metadata={"help": "Score the answer's fixed opening in the loss (the paper's output)."}
     )
+    none_threshold_holdout: float = field(
+        default=0.2, metadata={"help": "With none_threshold: auto, the fraction of each episode's support sentences held "
+                                       "back from training to choose the threshold on (at least one sentence)."}
+    )
 
     def __post_init__(self):
+        if not 0.0 < self.none_threshold_holdout < 1.0:
+            raise ValueError(f"none_threshold_holdout must be in (0, 1), got {self.none_threshold_holdout}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.prompt_mode not in ("per_type", "all_types"):
@@ -81,11 +120,65 @@ class MethodArguments:
 def get_episodes(args: EpisodeArguments) -> list[Episode]:
     if args.episodes_file:
         return load_episodes(args.episodes_file)
-    return sample_episodes(
+    episodes = sample_episodes(
         args.dataset, target=args.target_dataset, n_way=args.n_way, k_shot=args.k_shot, n_episodes=args.n_episodes,
         seed=args.episode_seed, query_size=args.query_size, source_config=args.dataset_config,
         target_config=args.target_config, data_dir=args.data_dir,
     )
+    if args.n_support_sets == 1 and not args.source_datasets:
+        return episodes
+    from ..data.registry import load_sentences, resolve_spec
+
+    pools: dict = {}
+
+    def load_pool(name, config):
+        if (name, config) not in pools:
+            pools[name, config] = load_sentences(name, config, split="train", data_dir=args.data_dir)
+        return pools[name, config]
+
+    sources = None
+    if args.source_datasets:  # the first is the sampled episode's own source, labelled as sample_episodes does
+        sources = [episodes[0].support_dataset, *args.source_datasets[1:]]
+    return [with_support_sets(e, n_support_sets=args.n_support_sets, sources=sources, n_way=args.n_way,
+                              load_pool=load_pool, source_types=lambda name: resolve_spec(name).types)
+            for e in episodes]
+
+
+def target_support(episode: Episode, data_dir: str | None = None):
+    """A K-shot support set of an INTER episode's target (its train split, its types): what the prototype
+    baselines get there (more target information than CLLMFS, which sees only the target's type descriptions)."""
+    import random
+
+    from ..data.registry import load_sentences
+    from ..episodes import greedy_kshot_sample
+
+    name, config = parse_source(episode.query_dataset)
+    try:
+        pool = load_sentences(name, config, split="train", data_dir=data_dir)
+    except (KeyError, ValueError, OSError) as err:
+        raise ValueError(f"the INTER prototype baselines need a {episode.k_shot}-shot support set of the target "
+                         f"{episode.query_dataset!r}, whose train split could not be read: {err}") from None
+    rng = random.Random(f"{episode.query_dataset}|target-support|seed{episode.seed}")
+    return greedy_kshot_sample(pool, episode.query_types, episode.k_shot, rng)
+
+
+def support_type_parts(episode: Episode, types_file: str | None = None
+                       ) -> tuple[list[tuple[list, list[EntityType]]], list[EntityType]]:
+    """``(sentences, described types)`` per source of the episode's support (one pair for one source), and the
+    described query types: each source's sentences are asked only for its own types, with its own descriptions."""
+    parts = support_parts(episode)
+    if len(parts) == 1:
+        support, query = episode_types(episode, types_file)
+        return [(parts[0][1], support)], query
+    from .entity_types import describe_labels, load_types_file, warn_undescribed
+
+    labels = list(dict.fromkeys([*episode.support_types, *episode.query_types]))
+    overrides = load_types_file(types_file, labels) if types_file else {}
+    described = [(sentences, describe_labels(types, source, overrides, warn=False))
+                 for source, sentences, types in parts]
+    query = describe_labels(episode.query_types, episode.query_dataset, overrides, warn=False)
+    warn_undescribed({t.label: t for t in [*(t for _, types in described for t in types), *query]}.values())
+    return described, query
 
 
 def recorded_episode_args(args: EpisodeArguments, episodes: list[Episode]) -> dict:
@@ -152,18 +245,24 @@ def lora_config(model_args):
 
 
 def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodArguments, training_args: CLLMFSConfig,
-                 model_args, output_dir: Path):
-    """LoRA (+ contrastive) SFT on the episode's support set; returns the trainer."""
+                 model_args, output_dir: Path, parts: list[tuple[list, list[EntityType]]] | None = None):
+    """LoRA (+ contrastive) SFT on the episode's support set; returns the trainer.
+
+    ``parts``: ``(sentences, types)`` per source (:func:`support_type_parts`); by default the whole support set
+    with ``types``. Each part's SFT examples ask only for its own types."""
+    from datasets import concatenate_datasets
+
     from .cllmfs_trainer import CLLMFSTrainer
     from .prompts import PromptFormat
     from .sft_data import build_sft_dataset
 
     model, tokenizer = _load_base(model_args)
     fmt = PromptFormat(tokenizer, method_args.prompt_mode)
-    train_dataset = build_sft_dataset(
-        episode.support, types, fmt, max_negatives=training_args.cl_max_negatives, none_ratio=method_args.none_ratio,
-        loss_on_answer_prefix=method_args.loss_on_answer_prefix, seed=training_args.seed,
-    )
+    datasets = [build_sft_dataset(
+        sentences, part_types, fmt, max_negatives=training_args.cl_max_negatives, none_ratio=method_args.none_ratio,
+        loss_on_answer_prefix=method_args.loss_on_answer_prefix, seed=training_args.seed + index,
+    ) for index, (sentences, part_types) in enumerate(parts or [(episode.support, types)])]
+    train_dataset = datasets[0] if len(datasets) == 1 else concatenate_datasets(datasets)
     args = dataclasses.replace(training_args, output_dir=str(output_dir))
     stop_on_signal = CheckpointOnSignal()
     trainer = CLLMFSTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
@@ -203,21 +302,40 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     from accelerate import PartialState
 
     state = PartialState()
-    support_types, query_types = episode_types(episode, episode_args.types_file)
+    parts, query_types = support_type_parts(episode, episode_args.types_file)
+    support_types: list[EntityType] = []  # every source's types, a label shared by two sources described once
+    for _, types in parts:
+        support_types += [t for t in types if t.label not in {u.label for u in support_types}]
     timings: dict[str, float] = {}
+    extra: dict = {}
+    held_back: list = []
+    if decoding.none_threshold == "auto":
+        if method_args.method != "cllmfs":
+            raise ValueError(f"none_threshold: auto is chosen on support sentences held back from CLLMFS training; "
+                             f"method {method_args.method!r} trains nothing (give a number or null)")
+        parts, held_back = _hold_back(parts, method_args.none_threshold_holdout, training_args.seed)
     started = time.perf_counter()
     adapter_dir = None
     if method_args.method == "cllmfs":
-        trainer, tokenizer = train_cllmfs(episode, support_types, method_args, training_args, model_args, output_dir)
+        trainer, tokenizer = train_cllmfs(episode, support_types, method_args, training_args, model_args, output_dir,
+                                          parts=parts)
         timings["train_seconds"] = time.perf_counter() - started
         model = trainer.model
+        if held_back:  # every process chooses the same threshold (same model, same sentences)
+            sentences, types = held_back
+            calibrating = CLLMFSExtractor(model, tokenizer, types, prompt_mode=method_args.prompt_mode,
+                                          decoding=decoding)
+            decoding = dataclasses.replace(decoding, none_threshold=calibrating.calibrate_none_threshold(sentences))
+            extra["none_threshold"] = decoding.none_threshold
+            extra["none_threshold_f1"] = calibrating.stats["none_threshold_f1"]
+            extra["held_back_sentences"] = [s.id for s in sentences]
         if state.is_main_process:
             adapter_dir = output_dir / "adapter"
             base_config = model.get_base_model().config
             save_adapter(model, tokenizer, adapter_dir, CLLMFSAdapterConfig(
                 base_model=model_args.model_name_or_path, base_fingerprint=architecture_fingerprint(base_config),
                 entity_types=[dataclasses.asdict(t) for t in support_types], prompt_mode=method_args.prompt_mode,
-                cl_layer=trainer.cl_layer))
+                cl_layer=trainer.cl_layer, none_threshold=extra.get("none_threshold")))
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
@@ -227,7 +345,11 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         from ..baselines import PrototypeTagger
 
         tagger = PrototypeTagger(method_args.encoder, method=method_args.method)
-        predictions = tagger.fit(episode.support, episode.support_types).predict(episode.query)
+        support, labels = episode.support, episode.support_types  # INTRA: every support set, as CLLMFS trains on
+        if episode.protocol == "inter":  # the source's types are not the target's: a K-shot set of the target
+            support, labels = target_support(episode, episode_args.data_dir), episode.query_types
+            extra["target_support"] = [s.id for s in support]
+        predictions = tagger.fit(support, labels).predict(episode.query)
     else:
         if method_args.method == "zero_shot":
             model, tokenizer = _load_base(model_args)
@@ -238,13 +360,32 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     timings["query_sentences_per_second"] = len(episode.query) / max(timings["predict_seconds"], 1e-9)
     scores: NERScores = span_scores([s.spans for s in episode.query], predictions, types=[t.label for t in query_types])
     _save_predictions(output_dir / "predictions.jsonl", episode, predictions)
-    result = {"episode": episode.id, "scores": scores.to_dict(), **timings}
+    result = {"episode": episode.id, "scores": scores.to_dict(), **timings, **extra}
     _write_json(output_dir / "results.json", result)
     if adapter_dir is not None:
         update_metrics(adapter_dir, {"episode": episode.id, "micro_f1": scores.micro.f1,
                                      "per_type_f1": {t: s.f1 for t, s in scores.per_type.items()}})
     print(f"\n{episode.id} [{method_args.method}] micro-F1 {scores.micro.f1:.4f}\n{scores.table()}\n", flush=True)
     return result
+
+
+def _hold_back(parts, fraction: float, seed: int):
+    """Training parts without the held-back sentences, and ``(held-back sentences, their types)`` of the first
+    part (the episode's own source: in INTRA its types are the queried ones)."""
+    import random
+
+    kept = []
+    held: tuple[list, list[EntityType]] | None = None
+    for index, (sentences, types) in enumerate(parts):
+        count = max(1, round(fraction * len(sentences)))
+        if len(sentences) - count < 1:
+            raise ValueError(f"none_threshold: auto holds back {count} of {len(sentences)} support sentences, leaving "
+                             "none to train on: lower none_threshold_holdout or sample more support sets")
+        chosen = set(random.Random(f"none-threshold|{seed}|{index}").sample(range(len(sentences)), count))
+        kept.append(([s for i, s in enumerate(sentences) if i not in chosen], types))
+        if index == 0:
+            held = ([s for i, s in enumerate(sentences) if i in chosen], types)
+    return kept, held
 
 
 _SPEED_ONLY_DECODING = ("batch_size", "prefill_tokens")
