@@ -1,4 +1,4 @@
-"""The ``ner-adapters`` command: dataset statistics, episode sampling and span-level evaluation."""
+"""The ``ner-adapters`` command: dataset statistics, episode sampling, tagging a corpus and span-level evaluation."""
 
 from __future__ import annotations
 
@@ -95,23 +95,46 @@ def read_span_jsonl(path: str | Path) -> dict[str, list[dict]]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .metrics import span_scores
+    from .predict import score_files
 
-    gold = read_span_jsonl(args.gold)
-    pred = read_span_jsonl(args.pred)
-    unknown = sorted(set(pred) - set(gold))
-    if unknown:
-        raise DataFormatError(f"{len(unknown)} predicted id(s) are not in the gold file, e.g. {unknown[:3]}", args.pred)
-    missing = [key for key in gold if key not in pred]
+    scores, missing = score_files(args.gold, args.pred, types=args.types)
     if missing:
         print(f"warning: {len(missing)} gold sentence(s) have no prediction line; scored as predicting nothing",
               file=sys.stderr)
-    keys = list(gold)
-    scores = span_scores([gold[k] for k in keys], [pred.get(k, []) for k in keys], types=args.types)
     if args.json:
         print(json.dumps(scores.to_dict(), indent=2))
     else:
         print(scores.table())
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .predict import load_tagger, predict, read_documents
+
+    documents = read_documents(args.input, input_format=args.input_format, split=args.split, data_dir=args.data_dir)
+    entity_types = None
+    if args.types_file:
+        loaded = yaml.safe_load(Path(args.types_file).read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) and v.strip() for v in loaded.values()):
+            raise DataFormatError("expected a mapping of entity type to a non-empty description", args.types_file)
+        entity_types = loaded
+    elif args.entity_types:
+        entity_types = [t.strip() for t in args.entity_types.split(",") if t.strip()]
+    from .predict import process_state
+
+    state = process_state()  # under accelerate launch: this rank's device (CPU processes keep the default)
+    device = args.device or (state.device if state.device.type != "cpu" else None)
+    tagger = load_tagger(args.model, base=args.base, entity_types=entity_types, device=device)
+    report = predict(documents, tagger, args.output, output_format=args.output_format, domain=args.domain,
+                     batch_size=args.batch_size, progress=not args.no_progress)
+    if state.is_main_process:
+        rate = f"{report.documents_per_second:.2f} documents/s, {report.sentences / report.seconds:.2f} sentences/s" \
+            if report.tagged and report.seconds else "nothing left to tag"
+        on = f" on {report.processes} processes" if report.processes > 1 else ""
+        print(f"tagged {report.tagged} of {report.documents} document(s){on} ({report.skipped} already in the output; "
+              f"{rate}) -> {report.output}")
     return 0
 
 
@@ -148,9 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
     episodes.add_argument("--out", required=True)
     episodes.set_defaults(func=_cmd_episodes)
 
-    evaluate = commands.add_parser("evaluate", help="span-level P/R/F1 of predicted against gold JSONL spans")
-    evaluate.add_argument("--gold", required=True)
-    evaluate.add_argument("--pred", required=True)
+    predict = commands.add_parser("predict", help="tag a corpus with a trained adapter, Multi-BERT set or router")
+    predict.add_argument("input", help="plain text (one document per line), JSONL (text, optional id), CoNLL, or a "
+                         "dataset (registered name, file or folder, Hub id; see --split)")
+    predict.add_argument("--model", required=True, help="what ner_adapters.pipeline loads: a CLLMFS adapter, a saved "
+                         "Multi-BERT folder or router, a domain adapter (folder or Hub id)")
+    predict.add_argument("--output", required=True, help="JSONL (or CoNLL) file; re-running with the same output "
+                         "tags only the documents not yet in it")
+    predict.add_argument("--output-format", choices=("jsonl", "conll"), default="jsonl")
+    predict.add_argument("--input-format", choices=("text", "jsonl", "conll", "dataset"),
+                         help="default: from the file name and content; 'dataset' for anything load_ner_dataset reads")
+    predict.add_argument("--split", default="test", help="the split to tag when INPUT is a dataset (default: test)")
+    predict.add_argument("--base", help="the core (Multi-BERT) or base LLM (CLLMFS); default: the one the model "
+                         "records")
+    predict.add_argument("--entity-types", help="CLLMFS: comma-separated types to extract (default: the adapter's)")
+    predict.add_argument("--types-file", help="CLLMFS: YAML {type: description} of the types to extract")
+    predict.add_argument("--domain", help="Multi-BERT: the domain adapter to use (default: routed when the model has "
+                         "a router)")
+    predict.add_argument("--batch-size", type=int, default=8, help="documents per pipeline call (default 8)")
+    predict.add_argument("--device", help="torch device (default: CPU, or the accelerate process's device)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.set_defaults(func=_cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="span-level P/R/F1 of predictions against gold")
+    evaluate.add_argument("--gold", required=True, help="CoNLL, JSONL (tokens + ner_tags, or text + character "
+                          "spans), or span-only JSONL {id, spans}")
+    evaluate.add_argument("--pred", required=True, help="ner-adapters predict output (JSONL or CoNLL), or span-only "
+                          "JSONL matching a span-only gold")
     evaluate.add_argument("--types", nargs="+", help="score only these types")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=_cmd_evaluate)
