@@ -88,11 +88,64 @@ def test_contrastive_term_is_divided_over_accumulation_steps(tiny_llm_dir, token
     assert losses[1] - losses[2] == pytest.approx(cl / 2, rel=1e-3)
 
 
+def lora_gradients(trainer, batch) -> dict[str, torch.Tensor]:
+    """The LoRA gradients of one batch's loss, after setting every LoRA B to the same nonzero values (B starts at
+    zero, which would leave every A without a gradient)."""
+    model = trainer.model
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(1)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    model.train()
+    model.zero_grad()
+    trainer.current_gradient_accumulation_steps = 1  # set by train(); one micro-batch here
+    n_items = int((batch["labels"] != -100).sum())
+    trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items).backward()
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if "lora_" in name}
+
+
+def layer_of(name: str) -> int:
+    return int(name.split("layers.")[1].split(".")[0])
+
+
+def test_the_contrastive_term_reaches_the_lora_weights_up_to_its_layer(tiny_llm_dir, tokenizer, dataset, tmp_path):
+    """lambda > 0 changes the gradient of every LoRA matrix at or below the contrastive layer (layer k's output
+    depends on layers 1..k) and of none above it (only the cross-entropy reaches those)."""
+    batch = None
+    grads = {}
+    for weight in (0.0, 1.0):
+        trainer = make_trainer(tiny_llm_dir, tokenizer, dataset, tmp_path, cl_weight=weight, cl_layer=2,
+                               cl_noise_scale=0.0)
+        batch = batch or trainer.data_collator([dataset[0], dataset[1]])
+        assert batch["cl_pairs"].shape[0] > 0
+        grads[weight] = lora_gradients(trainer, batch)
+    assert set(grads[0.0]) == set(grads[1.0]) and len(grads[0.0]) == 5 * 5 * 2  # 5 layers x 5 modules x (A, B)
+    below = [name for name in grads[0.0] if layer_of(name) < 2]  # decoder layers 1 and 2 (indices 0, 1)
+    above = [name for name in grads[0.0] if layer_of(name) >= 2]
+    assert below and above
+    for name in below:
+        assert not torch.allclose(grads[0.0][name], grads[1.0][name], rtol=0, atol=1e-9), name
+    for name in above:
+        assert torch.allclose(grads[0.0][name], grads[1.0][name], rtol=0, atol=1e-9), name
+
+
 def test_gradient_checkpointing_keeps_the_contrastive_gradient(tiny_llm_dir, tokenizer, dataset, tmp_path):
     trainer = make_trainer(tiny_llm_dir, tokenizer, dataset, tmp_path, gradient_checkpointing=True, max_steps=1)
     assert trainer.args.gradient_checkpointing_kwargs["use_reentrant"] is False
     trainer.train()
     assert "cl_loss" in next(e for e in trainer.state.log_history if "loss" in e)
+    # ... and the gradient itself is the one computed without checkpointing.
+    grads = {}
+    for checkpointing in (False, True):
+        trainer = make_trainer(tiny_llm_dir, tokenizer, dataset, tmp_path, cl_weight=1.0, cl_layer=2,
+                               cl_noise_scale=0.0, gradient_checkpointing=checkpointing)
+        if checkpointing:
+            trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            trainer.model.enable_input_require_grads()
+        grads[checkpointing] = lora_gradients(trainer, trainer.data_collator([dataset[0], dataset[1]]))
+    for name in grads[False]:
+        assert torch.allclose(grads[False][name], grads[True][name], atol=1e-6), name
 
 
 def test_invalid_settings(tiny_llm_dir, tokenizer, dataset, tmp_path):
