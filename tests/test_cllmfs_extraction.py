@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from scripted_answers import ScriptedAnswers
 from ner_adapters.cllmfs import CLLMFSAdapterConfig, CLLMFSExtractor, DecodingConfig, EntityType, save_adapter
 from ner_adapters.cllmfs.artifact import AdapterMismatchError, architecture_fingerprint
 from ner_adapters.cllmfs.constrained import AnswerGrammar, allowed_tokens, token_bytes, vocabulary_trie
@@ -28,6 +29,37 @@ def extractor(tiny_llm_dir, tokenizer):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
     return CLLMFSExtractor(model, tokenizer, TYPES, decoding=DecodingConfig(max_new_tokens=24, batch_size=8))
+
+
+@pytest.fixture
+def scripted(extractor):
+    """``scripted({"Location": ["Paris"]})``: the untrained model's answers are steered to those strings (the
+    constraint still decides what comes out), so a check of the entities has entities to check."""
+
+    def install(script):
+        extractor.make_logits_processors = lambda: [ScriptedAnswers(extractor.tokenizer, script)]
+
+    yield install
+    extractor.make_logits_processors = None
+
+
+def occurrences(text, script):
+    """(label, start, end) of every word-aligned occurrence of each type's scripted strings."""
+    words = word_boundaries(text)
+    starts, ends = {s for s, _ in words}, {e for _, e in words}
+    found = set()
+    for entity_type in TYPES:
+        for string in script.get(entity_type.name, []):
+            position = text.find(string)
+            while position >= 0:
+                if position in starts and position + len(string) in ends:
+                    found.add((entity_type.label, position, position + len(string)))
+                position = text.find(string, position + 1)
+    return found
+
+
+def triples(entities):
+    return {(e["entity_group"], e["start"], e["end"]) for e in entities}
 
 
 def accepts(grammar, answer):
@@ -97,30 +129,46 @@ TEXTS = st.lists(st.sampled_from(["Paris", "Ali", "زها", "حديد", "می‌
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(TEXTS)
 def test_every_extracted_entity_is_an_exact_substring(extractor, text):
-    for entity in extractor(text):
+    for entity in extractor(text):  # free answers of the untrained model: whatever it lists
         assert text[entity["start"] : entity["end"]] == entity["word"]
         assert entity["entity_group"] in ("person", "location") and 0.0 <= entity["score"] <= 1.0
+    script = {"Person": ["Ali", "حديد", "x"], "Location": ["Paris", "Tōkyō", "🏆", "New York", "U.S.", "می‌خواهم"]}
+    extractor.make_logits_processors = lambda: [ScriptedAnswers(extractor.tokenizer, script)]
+    try:
+        entities = extractor(text)  # scripted: every occurrence comes out, with exact offsets
+    finally:
+        extractor.make_logits_processors = None
+    assert triples(entities) == occurrences(text, script)
+    for entity in entities:
+        assert text[entity["start"] : entity["end"]] == entity["word"] and 0.0 < entity["score"] <= 1.0
     assert extractor.stats["unmatched"] == 0
 
 
-def test_pipeline_shaped_output_and_edge_inputs(extractor):
+def test_pipeline_shaped_output_and_edge_inputs(extractor, scripted):
+    scripted({"Person": ["Ali", "Sara"], "Location": ["Rome"]})
     assert extractor("") == [] and extractor("   \n ") == []
     out = extractor(["Ali met Sara in Rome", "x"])
-    assert isinstance(out, list) and len(out) == 2
+    assert isinstance(out, list) and len(out) == 2 and out[1] == []
+    assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in out[0]] == [
+        ("person", "Ali", 0, 3), ("person", "Sara", 8, 12), ("location", "Rome", 16, 20)]
     for entity in out[0]:
         assert set(entity) == {"entity_group", "score", "word", "start", "end"}
     with pytest.raises(TypeError, match="input 0 is a int"):
         extractor([3])
 
 
-def test_prefix_cache_gives_the_same_entities(extractor):
+def test_prefix_cache_gives_the_same_entities(extractor, scripted):
     texts = ["Ali met Sara in Rome", "Tokyo and Paris", "Nothing here at all", "Bob"]
+    scripted({"Person": ["Ali", "Bob"], "Location": ["Rome", "Tokyo", "Paris"]})
     extractor.decoding = DecodingConfig(max_new_tokens=24, prefix_cache=False)
     plain = extractor(texts)
     extractor.decoding = DecodingConfig(max_new_tokens=24, prefix_cache=True)
     cached = extractor(texts)
     strip = lambda rows: [[(e["entity_group"], e["start"], e["end"]) for e in row] for row in rows]  # noqa: E731
-    assert strip(plain) == strip(cached)
+    assert strip(plain) == strip(cached) and sum(map(len, strip(plain))) == 5
+    # The scores come from the model's own log-probabilities: the cached prefix must give the same ones.
+    for row_plain, row_cached in zip(plain, cached):
+        assert [e["score"] for e in row_plain] == pytest.approx([e["score"] for e in row_cached], rel=1e-4)
 
 
 def test_long_inputs_are_chunked_not_truncated(extractor):
@@ -134,17 +182,24 @@ def test_long_inputs_are_chunked_not_truncated(extractor):
         assert text[offset : offset + len(chunk)] == chunk
         covered.update(range(offset, offset + len(chunk)))
     assert covered >= {i for i, c in enumerate(text) if c != " "}  # every character is in some chunk
-    for entity in extractor(text):
+    script = {"Location": ["word7", "word61", "word119"]}
+    extractor.make_logits_processors = lambda: [ScriptedAnswers(extractor.tokenizer, script)]
+    try:
+        entities = extractor(text)
+    finally:
+        extractor.make_logits_processors = None
+        extractor.decoding = DecodingConfig(max_new_tokens=24)
+    assert triples(entities) == occurrences(text, script) and len(entities) == 3  # each once, though chunks overlap
+    for entity in entities:
         assert text[entity["start"] : entity["end"]] == entity["word"]
-    extractor.decoding = DecodingConfig(max_new_tokens=24)
 
 
-def test_predict_sentences_aligns_to_dataset_tokens(extractor):
-    sentences = [Sentence(["Ali", "met", "Sara"], [Span(0, 1, "person")], id="a"), Sentence(["Rome"], [], id="b")]
+def test_predict_sentences_aligns_to_dataset_tokens(extractor, scripted):
+    sentences = [Sentence(["Ali", "met", "Sara", "in", "New", "York"], [Span(0, 1, "person")], id="a"),
+                 Sentence(["Rome"], [], id="b")]
+    scripted({"Person": ["Sara"], "Location": ["New York"]})
     predictions = extractor.predict_sentences(sentences)
-    assert len(predictions) == 2
-    for sentence, spans in zip(sentences, predictions):
-        assert all(0 <= s.start < s.end <= len(sentence.tokens) for s in spans)
+    assert predictions == [[Span(2, 3, "person"), Span(4, 6, "location")], []]
 
 
 def test_adapter_round_trip_and_base_mismatch(tiny_llm_dir, tokenizer, tmp_path, smollm2_dir):
@@ -161,10 +216,16 @@ def test_adapter_round_trip_and_base_mismatch(tiny_llm_dir, tokenizer, tmp_path,
                                  entity_types=[t.__dict__ for t in TYPES])
     folder = save_adapter(model, tokenizer, tmp_path / "adapter", config)
     assert (folder / "adapter_model.safetensors").is_file() and not list(tmp_path.glob(".adapter*"))  # no staging folder left
-    before = CLLMFSExtractor(model, tokenizer, TYPES)("Ali met Sara in Rome")
+    script = {"Person": ["Ali", "Sara"], "Location": ["Rome"]}  # entities to compare, scored by each model itself
+    processors = lambda: [ScriptedAnswers(tokenizer, script)]  # noqa: E731
+    before = CLLMFSExtractor(model, tokenizer, TYPES, make_logits_processors=processors)("Ali met Sara in Rome")
     loaded = CLLMFSExtractor.from_pretrained(tiny_llm_dir, adapter=folder)
     assert loaded.entity_types == TYPES and not loaded.format.format_hint
-    assert loaded("Ali met Sara in Rome") == before
+    loaded.make_logits_processors = processors
+    assert len(before) == 3 and loaded("Ali met Sara in Rome") == before  # scores too: the same weights
+    bare = CLLMFSExtractor.from_pretrained(tiny_llm_dir, entity_types=TYPES)
+    bare.make_logits_processors = processors
+    assert [e["score"] for e in bare("Ali met Sara in Rome")] != [e["score"] for e in before]  # the adapter matters
     with pytest.raises(AdapterMismatchError, match="architecture differs.*hidden_size: adapter 32 vs model 576"):
         CLLMFSExtractor.from_pretrained(smollm2_dir, adapter=folder)
     (folder / "cllmfs_config.json").write_text("{broken")
