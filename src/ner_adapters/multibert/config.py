@@ -9,6 +9,7 @@ and choices. A YAML key that no dataclass knows raises :class:`ConfigError` nami
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,9 @@ class DataArguments:
 
     domains: list[str] = field(
         default_factory=lambda: ["uner_en_ewt:*"],
-        metadata={"help": "DATASET[:CONFIG][=NAME]; CONFIG '*' expands to every config (genre/domain)"},
+        metadata={"help": "DATASET[:CONFIG][=NAME]; CONFIG '*' expands to every config (genre/domain). DATASET is a "
+                          "registered name, your own file or folder (CoNLL, JSONL, split files, save_to_disk) or a Hub "
+                          "id; or an entry {name: NAME, data: PATH, scheme: SCHEME} (YAML mapping or JSON)"},
     )
     schemes: list[str] = field(
         default_factory=list,
@@ -233,7 +236,8 @@ def _yaml_to_argv(data: dict, parser: argparse.ArgumentParser, source: str, line
                 continue
             if actions[key].nargs != "+":
                 raise ConfigError(f"{source}: key {key!r} takes one value, got a list")
-            argv += [f"--{key}", *(str(v) for v in value)]
+            # a mapping in a list (a domain entry {name, data, scheme}) travels as JSON, which parse_domain_specs reads
+            argv += [f"--{key}", *(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)]
         else:
             if actions[key].nargs == "+":
                 raise ConfigError(f"{source}: key {key!r} takes a list")

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..data import DataFormatError, Sentence, dataset_to_sentences, dataset_types, get_spec, load_sentences
-from ..data.registry import seeded_split
+from ..data import DataFormatError, Sentence, dataset_to_sentences, dataset_types, load_sentences
+from ..data.registry import REGISTRY, resolve_spec, seeded_split
 from ..spans import Span
 from .config import ConfigError, DataArguments
 
@@ -83,20 +83,74 @@ def _pairs(entries: Sequence[str], field: str, with_dataset: bool) -> list[tuple
     return out
 
 
+def get_spec(dataset: str, config: str | None = None, options: dict | None = None):
+    """Any dataset's spec (:func:`ner_adapters.data.registry.resolve_spec`): registered, your own file or folder,
+    or a Hub id."""
+    return resolve_spec(dataset, config, **(options or {}))
+
+
+def _default_name(dataset: str) -> str:
+    """A domain or scheme name for a dataset: its registered name, or its file or folder name made plain."""
+    if dataset in REGISTRY:
+        return dataset
+    from pathlib import Path
+
+    stem = Path(dataset.rstrip("/\\")).name.split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "data"
+
+
+_ENTRY_KEYS = ("name", "data", "scheme", "config")
+
+
+def _mapping_entry(entry: str) -> dict:
+    """A ``{name, data, scheme, config}`` domain entry (a YAML mapping arrives here as JSON)."""
+    import json
+
+    try:
+        data = json.loads(entry)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"domains: entry {entry!r} is not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"domains: entry {entry!r} must be a mapping")
+    unknown = [k for k in data if k not in _ENTRY_KEYS]
+    if unknown or not isinstance(data.get("data"), str) or not data["data"]:
+        raise ConfigError(f"domains: entry {entry!r}: keys are {', '.join(_ENTRY_KEYS)} and 'data' (a dataset name, "
+                          f"file or folder) is required" + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else ""))
+    return data
+
+
 def parse_domain_specs(domains: Sequence[str], schemes: Sequence[str] = ()) -> list[DomainSpec]:
-    """Expand ``domains`` entries (``*`` = every config of the dataset) and attach their schemes."""
+    """Expand ``domains`` entries (``*`` = every config of the dataset) and attach their schemes.
+
+    An entry is ``DATASET[:CONFIG][=NAME]`` (DATASET a registered name, a file or folder of your own, or a Hub
+    id) or a mapping ``{name, data, scheme[, config]}``. Without a scheme, a registered dataset is its own scheme
+    and so is your own data (named after its file or folder): give several domains one ``scheme`` to share a
+    tagging head.
+    """
     scheme_of = {}
     for _, dataset, scheme in _pairs(schemes, "schemes", with_dataset=False):
-        get_spec(dataset)
+        try:
+            get_spec(dataset)
+        except (KeyError, FileNotFoundError, DataFormatError) as err:
+            raise ConfigError(f"schemes: entry {dataset!r}: {err}") from None
         scheme_of[dataset] = check_name("scheme", scheme)
     specs: list[DomainSpec] = []
     for entry in domains:
-        head, _, name = entry.partition("=")
-        dataset, _, config = head.partition(":")
+        entry_scheme = None
+        if entry.lstrip().startswith("{"):
+            mapping = _mapping_entry(entry)
+            dataset, config = mapping["data"], mapping.get("config") or ""
+            name = mapping.get("name") or ""
+            entry_scheme = mapping.get("scheme")
+        else:
+            head, _, name = entry.partition("=")
+            import os
+
+            dataset, _, config = (head, "", "") if os.path.exists(head) else head.partition(":")
         try:
             spec = get_spec(dataset)
-        except KeyError as err:
-            raise ConfigError(f"domains: entry {entry!r}: {err.args[0]}") from None
+        except (KeyError, FileNotFoundError, DataFormatError) as err:
+            raise ConfigError(f"domains: entry {entry!r}: {err}") from None
         if config == "*":
             if name:
                 raise ConfigError(f"domains: entry {entry!r}: a '*' entry cannot be renamed")
@@ -107,8 +161,9 @@ def parse_domain_specs(domains: Sequence[str], schemes: Sequence[str] = ()) -> l
                                   f"choose from {', '.join(spec.configs) or '(none)'}")
             configs = [config or None]
         for cfg in configs:
-            domain = check_name("domain", name or cfg or dataset)
-            specs.append(DomainSpec(domain, dataset, cfg, scheme_of.get(dataset, check_name("scheme", dataset))))
+            domain = check_name("domain", name or cfg or _default_name(dataset))
+            scheme = entry_scheme or scheme_of.get(dataset) or _default_name(dataset)
+            specs.append(DomainSpec(domain, dataset, cfg, check_name("scheme", scheme)))
     seen: dict[str, DomainSpec] = {}
     for spec in specs:
         if spec.name in seen:
@@ -122,7 +177,7 @@ def scheme_types(specs: Sequence[DomainSpec], type_map: Sequence[str] = ()) -> d
     mapping = parse_type_map(type_map)
     types: dict[str, list[str]] = {}
     for spec in specs:
-        for entity_type in get_spec(spec.dataset).types:
+        for entity_type in get_spec(spec.dataset, spec.config).types:
             mapped = mapping.get(spec.dataset, {}).get(entity_type, entity_type)
             if mapped not in types.setdefault(spec.scheme, []):
                 types[spec.scheme].append(mapped)
@@ -179,7 +234,7 @@ def load_domains(args: DataArguments) -> tuple[dict[str, tuple[str, ...]], list[
     options = parse_reader_options(args.reader_options)
     domains = []
     for spec in specs:
-        registry_spec = get_spec(spec.dataset)
+        registry_spec = get_spec(spec.dataset, spec.config, options.get(spec.dataset))
 
         def load(split: str) -> list[Sentence]:
             return load_sentences(spec.dataset, spec.config, split=split, data_dir=args.data_dir,

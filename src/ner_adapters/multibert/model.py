@@ -254,13 +254,19 @@ class MultiBertModel:
                    threshold: float = 0.5, pooling: str = "mean") -> None:
         """The domain classifier: its own adapter and classification head over ``domains``.
 
+        ``domains`` may be any names, not only domains with an adapter here: a router can be trained on its own
+        (routing a corpus, or choosing among adapters loaded later); tagging a routed document still needs the
+        chosen domain's adapter, and :class:`DomainRouter` checks the fallbacks it needs when it is built.
+
         ``pooling``: the head reads the mean of the token states ("mean", see
         :func:`mean_pooled_classification_head`) or the ``[CLS]`` state ("cls", the library's head)."""
         if pooling not in ROUTER_POOLINGS:
             raise MultiBertError(f"router pooling {pooling!r} is not one of {list(ROUTER_POOLINGS)}")
-        unknown = [d for d in domains if d not in self.domains]
-        if unknown:
-            raise MultiBertError(f"router domains {unknown} are not domains of this model ({self.domain_names()})")
+        domains = [check_name("domain", d) for d in domains]
+        if not domains or len(set(domains)) != len(domains):
+            raise MultiBertError(f"a router needs distinct domain names, got {domains}")
+        if ROUTER_ADAPTER in domains:
+            raise MultiBertError(f"{ROUTER_ADAPTER!r} names the domain classifier; choose another domain name")
         with self._lock:
             if self.router_domains:
                 raise MultiBertError("this model already has a router")

@@ -125,7 +125,8 @@ def train_router(
         )
         trainer.train(resume_from_checkpoint=resume_point(run_dir, args))
     stop_on_signal.raise_if_received()
-    return finish_run(trainer, run_dir, args, run_name, "router adapter + head", len(train_groups), trainable, started)
+    return finish_run(trainer, run_dir, args, run_name, "router adapter + head", len(train_groups), trainable, started,
+                      unit="groups")
 
 
 def router_accuracy(mbert: MultiBertModel, groups: Sequence[Group]) -> dict:

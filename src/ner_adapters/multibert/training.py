@@ -63,9 +63,14 @@ class RunResult:
     wall_seconds: float
     log_history: list[dict] = field(default_factory=list, repr=False)
     best_dev_loss: float | None = None  # the kept epoch's dev loss (the tie-breaker of equal dev metrics)
+    #: What ``train_sentences`` counts: ``"sentences"``, or ``"groups"`` for the router (8-sentence groups).
+    train_unit: str = "sentences"
 
     def summary(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "log_history"}
+        """The run as results.json records it; the training-set size is named by its unit (``train_groups``
+        for the router), so a count of groups is never read as sentences."""
+        return {(f"train_{self.train_unit}" if k == "train_sentences" else k): v for k, v in self.__dict__.items()
+                if k not in ("log_history", "train_unit")}
 
 
 def tagging_dataset(tokenizer, sentences: Sequence[Sentence], labels: Sequence[str], max_length: int, where: str = ""):
@@ -279,11 +284,11 @@ def resume_point(run_dir: Path, args: TrainingArguments) -> str | None:
 
 
 def finish_run(trainer, run_dir: Path, args: TrainingArguments, name: str, trained: str, n_train: int,
-            trainable: int, started: float) -> RunResult:
+            trainable: int, started: float, *, unit: str = "sentences") -> RunResult:
     best = best_epoch_metrics(trainer.state, trainer.args.metric_for_best_model)
     result = RunResult(name, trained, n_train, trainable, trainer.state.best_metric, trainer.state.epoch or 0.0,
                        round(time.time() - started, 1), list(trainer.state.log_history),
-                       best.get("eval_loss") if best else None)
+                       best.get("eval_loss") if best else None, train_unit=unit)
     if not args.keep_checkpoints:
         shutil.rmtree(run_dir, ignore_errors=True)
     elif run_dir.is_dir():
