@@ -385,3 +385,65 @@ def test_a_push_that_fails_while_uploading_files_leaves_no_partial_repo(hub, hub
     extractor = pipeline("token-classification", adapter=cllmfs, cache_dir=tmp_path / "cache")
     local = pipeline("token-classification", model=cllmfs_run.base_id, adapter=str(cllmfs_run.adapter_dir))
     assert extractor("Ali met Sara in Rome") == local("Ali met Sara in Rome")
+
+
+def test_a_repush_of_changed_weights_that_fails_midway_leaves_the_previous_revision(hub, hub_api, tmp_path):
+    """Pushing NEW weights over a published set: a failure at one repo's commit (or while its objects upload)
+    leaves that repo exactly at its previous revision (old weights, old card), never a mix; the next run
+    publishes the new weights, and the pipeline then loads the new model's predictions."""
+    from huggingface_hub import hf_hub_download
+
+    from hub_tiny import build_multibert_run
+
+    recipe = load_recipe("push_to_hub")
+    prefix = f"change-{uuid.uuid4().hex[:6]}"
+    old = build_multibert_run(tmp_path / "old", hub_api, seed=21)
+    first = recipe.run(recipe.PushArguments(multibert_dir=str(old.model_dir), repo_prefix=prefix,
+                                            export_dir=str(tmp_path / "export-old"),
+                                            report_file=str(tmp_path / "old.json"), example=EXAMPLE))
+    before = {entry["repo_id"]: entry["commit"] for entry in first}
+    email = f"tester/{prefix}-email"
+
+    def weights_at(repo: str, revision: str | None = None) -> dict[str, bytes]:
+        files = [f for f in hub_api.list_repo_files(repo, revision=revision) if f.endswith(".safetensors")]
+        assert files, f"{repo} holds no weights"
+        return {f: Path(hf_hub_download(repo, f, revision=revision, cache_dir=tmp_path / "dl")).read_bytes()
+                for f in files}
+
+    old_weights = weights_at(email)
+    new = build_multibert_run(tmp_path / "new", hub_api, seed=22)
+    args = recipe.PushArguments(multibert_dir=str(new.model_dir), repo_prefix=prefix,
+                                export_dir=str(tmp_path / "export-new"), report_file=str(tmp_path / "new.json"),
+                                example=EXAMPLE)
+    hub.inject_failure("POST", rf"^/api/models/{re.escape(email)}/commit/", status=500)
+    with pytest.raises(HfHubHTTPError):
+        recipe.run(args)
+    assert hub_api.repo_info(email).sha == before[email]  # the previous revision, untouched
+    assert weights_at(email) == old_weights
+
+    # The email repo's objects were stored by the failed run (the server keeps objects by content), so this run
+    # commits it; another repo's object upload then fails past huggingface_hub's retries. Every repo is at its
+    # previous revision with the old weights, or at a new one with all the new weights: never a mix.
+    hub.inject_failure("PUT", r"^/__lfs__/upload/", drop=True, times=10)
+    with pytest.raises(Exception):
+        recipe.run(args)
+    hub.clear_failures()
+    old_exports, new_exports = tmp_path / "export-old", tmp_path / "export-new"
+    moved = []
+    for repo, commit in before.items():
+        folder, held = repo.split("/")[1], weights_at(repo)
+        if hub_api.repo_info(repo).sha == commit:
+            assert held == {f: (old_exports / folder / f).read_bytes() for f in held}
+        else:
+            assert held == {f: (new_exports / folder / f).read_bytes() for f in held}
+            moved.append(repo)
+    assert email in moved and len(moved) < len(before), "the second run failed part-way"
+
+    final = recipe.run(args)
+    after = {entry["repo_id"]: entry["commit"] for entry in final}
+    assert after[email] != before[email] and weights_at(email) != old_weights
+    assert len(hub_api.list_repo_commits(email)) == 3  # the initial one, the old set, the new set
+    local = pipeline("token-classification", model=new.core_id, adapter=str(new.model_dir))
+    routed = pipeline("token-classification", adapter=f"tester/{prefix}-router", cache_dir=tmp_path / "cache")
+    for text in TEXTS:
+        assert routed(text, return_domain=True) == local(text, return_domain=True)
