@@ -72,16 +72,32 @@ def merge_configs(argv: list[str], parser=None) -> list[str]:
 def main(argv: list[str] | None = None):
     parser = TrlParser((EpisodeArguments, MethodArguments, DecodingConfig, CLLMFSConfig, ModelConfig))
     argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(argv)
     files = [argv[i + 1] for i, flag in enumerate(argv[:-1]) if flag == "--config"] or [str(DEFAULT_CONFIG)]
     argv = merge_configs(argv, parser)
     try:
         episode_args, method_args, decoding, training_args, model_args = parser.parse_args_and_config(argv)
     except ValueError as err:  # a dataclass refusing a value: name the files it came from (not the merged copy)
         raise ConfigFileError(f"{', '.join(files)}: {err}") from None
+    record_command(training_args.output_dir, given)
     summary = run_experiment(episode_args, method_args, decoding, training_args, model_args)
     if summary is not None:  # the main process: say where everything went
         print(where_outputs_went(Path(training_args.output_dir), len(summary["episodes"])), flush=True)
     return summary
+
+
+def record_command(output_dir: str, argv: list[str]) -> None:
+    """``command.txt`` in the run folder: how the run was started (``benchmarks/cllmfs_summary.py`` reads it)."""
+    import shlex
+
+    from accelerate import PartialState
+
+    from ner_adapters.atomic import atomic_write_text
+
+    if PartialState().is_main_process:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(output_dir) / "command.txt",
+                          "accelerate launch recipes/sft_cllmfs.py " + shlex.join(argv) + "\n")
 
 
 def where_outputs_went(root: Path, n_episodes: int) -> str:

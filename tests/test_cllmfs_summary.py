@@ -1,0 +1,100 @@
+"""benchmarks/cllmfs_summary.py on fake run folders: the issue's JSON shape, same-episode checks, in-place update."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cllmfs_summary.py"
+
+
+@pytest.fixture(scope="module")
+def summary():
+    spec = importlib.util.spec_from_file_location("cllmfs_summary", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(root: Path, name: str, method: str, f1s: list[float], *, source="wnut17", target="wnut17",
+             protocol="intra", model="Qwen/Qwen2.5-Coder-0.5B-Instruct", query=500, ids=None, command=True) -> Path:
+    """A run folder as recipes/sft_cllmfs.py leaves it (only the files the script reads)."""
+    folder = root / name
+    ids = ids or [f"{source}-{protocol}-6way5shot-seed{i}" for i in range(len(f1s))]
+    episodes = []
+    for index, (episode_id, f1) in enumerate(zip(ids, f1s)):
+        result = {"episode": episode_id, "scores": {"micro": {"precision": f1, "recall": f1, "f1": f1, "support": 80},
+                                                    "macro": {}, "per_type": {}}}
+        (folder / f"episode-{index}").mkdir(parents=True)
+        (folder / f"episode-{index}" / "results.json").write_text(json.dumps(result))
+        episodes.append(result)
+    (folder / "results.json").write_text(json.dumps({
+        "method": method, "source": source, "target": target, "protocol": protocol, "k_shot": 5, "n_way": 6,
+        "query_sentences": [query] * len(f1s), "episodes": episodes}))
+    (folder / "config.yaml").write_text(yaml.safe_dump({"model": {"model_name_or_path": model}, "method": {"method": method}}))
+    if command:
+        (folder / "command.txt").write_text(f"accelerate launch recipes/sft_cllmfs.py --method {method}\n")
+    return folder
+
+
+def test_settings_in_the_issue_shape(summary, tmp_path):
+    runs = [fake_run(tmp_path, m, m, values) for m, values in
+            {"cllmfs": [0.25, 0.3], "proto": [0.12, 0.131], "nnshot": [0.1, 0.1], "zero_shot": [0.05, 0.0]}.items()]
+    inter = [fake_run(tmp_path, f"i_{m}", m, [0.2], source="conll2003+gum", target="wnut17", protocol="inter")
+             for m in ("cllmfs", "proto")]
+    out = tmp_path / "docs" / "cllmfs.json"
+    assert summary.main([*map(str, runs + inter), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    intra, other = data["settings"]
+    assert intra["name"] == "wnut17_intra" and other["name"] == "conll2003+gum_to_wnut17_inter"
+    assert (intra["kind"], intra["source"], intra["target"], intra["query_size"]) == ("intra", "wnut17", "wnut17", 500)
+    assert intra["model"] == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+    assert intra["f1"] == {"cllmfs": [25.0, 30.0], "proto": [12.0, 13.1], "nnshot": [10.0, 10.0], "zero_shot": [5.0, 0.0]}
+    assert list(intra["f1"]) == ["cllmfs", "proto", "nnshot", "zero_shot"]
+    assert intra["command"].splitlines()[0] == "accelerate launch recipes/sft_cllmfs.py --method cllmfs"
+    assert other["f1"] == {"cllmfs": [20.0], "proto": [20.0]} and other["kind"] == "inter"
+
+
+def test_the_file_is_updated_in_place(summary, tmp_path):
+    out = tmp_path / "cllmfs.json"
+    out.write_text(json.dumps({"settings": [{"name": "gum_intra", "f1": {"cllmfs": [1.0]}},
+                                            {"name": "wnut17_intra", "f1": {"cllmfs": [0.0]}}]}))
+    run = fake_run(tmp_path, "c", "cllmfs", [0.5], command=False)
+    assert summary.main([str(run), "--out", str(out), "--command", "make run"]) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert [s["name"] for s in settings] == ["gum_intra", "wnut17_intra"]
+    assert settings[0] == {"name": "gum_intra", "f1": {"cllmfs": [1.0]}}  # another setting is left alone
+    assert settings[1]["f1"] == {"cllmfs": [50.0]} and settings[1]["command"] == "make run"
+
+
+def test_runs_that_cannot_be_compared_are_refused(summary, tmp_path, capsys):
+    out = tmp_path / "cllmfs.json"
+    cllmfs = fake_run(tmp_path, "c", "cllmfs", [0.5, 0.4])
+    other_episodes = fake_run(tmp_path, "p", "proto", [0.1, 0.2], ids=["a", "b"])
+    assert summary.main([str(cllmfs), str(other_episodes), "--out", str(out)]) == 1
+    assert "ran on other episodes" in capsys.readouterr().err and not out.exists()
+    twice = fake_run(tmp_path, "c2", "cllmfs", [0.5, 0.4])
+    assert summary.main([str(cllmfs), str(twice), "--out", str(out)]) == 1
+    assert "two cllmfs runs for wnut17_intra" in capsys.readouterr().err
+    other_model = fake_run(tmp_path, "z", "zero_shot", [0.0, 0.0], model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert summary.main([str(cllmfs), str(other_model), "--out", str(out)]) == 1
+    assert "different models" in capsys.readouterr().err
+    bare = fake_run(tmp_path, "n", "nnshot", [0.1, 0.1], command=False)
+    assert summary.main([str(cllmfs), str(bare), "--out", str(out)]) == 1
+    assert "no command.txt" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert summary.main([str(tmp_path / "empty"), "--out", str(out)]) == 1
+    assert "not a finished CLLMFS run" in capsys.readouterr().err
+
+
+def test_the_recipe_records_its_command(tmp_path):
+    spec = importlib.util.spec_from_file_location("sft_cllmfs", SCRIPT.parents[1] / "recipes" / "sft_cllmfs.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    recipe.record_command(str(tmp_path / "run"), ["--config", "a b.yaml", "--n_support_sets", "5"])
+    assert (tmp_path / "run" / "command.txt").read_text() == \
+        "accelerate launch recipes/sft_cllmfs.py --config 'a b.yaml' --n_support_sets 5\n"
