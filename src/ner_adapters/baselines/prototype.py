@@ -5,6 +5,13 @@ labelled with an IO tag (the entity type, or ``O``) by its nearest support proto
 tag's support words; ProtoBERT, Snell et al.) or its nearest support word (NNShot, Yang and Katiyar),
 under squared Euclidean distance, as in Few-NERD's implementations. Runs of words with the same type
 become spans. The encoder is frozen: in an INTRA episode there is nothing else to train on.
+
+Any encoder folder or Hub id works (``encoder=``): MiniLM (uncased WordPiece) or the multilingual e5 (a BERT
+with XLM-R's SentencePiece vocabulary, trained with mean pooling, which is what the word vectors are). A
+SentencePiece tokenizer writes a word boundary as its own piece ``"▁"`` before words it has no ``"▁word"``
+piece for (``"▁" "," ``, ``"▁" "🏆"``, ``"▁" "山" "田"``); that piece says nothing about the word, so it is left
+out of the word's mean whenever the word has other pieces. e5's ``"query: "`` / ``"passage: "`` prefixes are a
+retrieval convention for sentence vectors and are not added: the prototypes compare words.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ class PrototypeTagger:
         path = resolve_model(encoder)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         self.model = AutoModel.from_pretrained(path, trust_remote_code=False).eval()
+        vocabulary = self.tokenizer.get_vocab()
+        #: The piece that only marks a word boundary, see the module doc: SentencePiece's "▁", else byte-level BPE's
+        #: "Ġ" (in a SentencePiece vocabulary "Ġ" is a letter like any other, so only one of them counts).
+        marker = next((piece for piece in ("\u2581", "\u0120") if piece in vocabulary), None)
+        self.boundary_ids = {vocabulary[marker]} if marker is not None else set()
         self.method = method
         self.batch_size = batch_size
         self.max_length = max_length
@@ -46,14 +58,16 @@ class PrototypeTagger:
                                  max_length=self.max_length, padding=True, return_tensors="pt")
             hidden = self.model(**enc).last_hidden_state
             for row, sentence in enumerate(chunk):
-                word_ids = enc.word_ids(row)
-                vectors = torch.zeros(len(sentence.tokens), hidden.shape[-1])
-                counts = torch.zeros(len(sentence.tokens), 1)
-                for position, word in enumerate(word_ids):
+                ids = enc["input_ids"][row].tolist()
+                pieces: dict[int, list[int]] = {}
+                for position, word in enumerate(enc.word_ids(row)):
                     if word is not None:
-                        vectors[word] += hidden[row, position]
-                        counts[word] += 1
-                out.append(vectors / counts.clamp(min=1))
+                        pieces.setdefault(word, []).append(position)
+                vectors = torch.zeros(len(sentence.tokens), hidden.shape[-1])
+                for word, positions in pieces.items():
+                    content = [p for p in positions if ids[p] not in self.boundary_ids] or positions
+                    vectors[word] = hidden[row, content].mean(0)
+                out.append(vectors)
         return out
 
     def fit(self, support: Sequence[Sentence], types: Sequence[str]) -> "PrototypeTagger":
