@@ -125,6 +125,27 @@ def test_a_perfect_prediction_scores_one_in_every_gold_shape(corpus, tmp_path):
     assert scores.micro.tp == scores.micro.gold - 1
 
 
+def test_a_dataset_is_gold_for_predictions_of_that_dataset(saved_set, tmp_path, capsys):
+    """``predict <folder>`` then ``evaluate --gold <folder>``: the same split, ids and texts on both sides."""
+    from ner_adapters.spans import spans_to_tags
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for split, seed in (("train", 0), ("test", 5)):
+        (folder / f"{split}.conll").write_text("".join(
+            "".join(f"{t}\t{g}\n" for t, g in zip(s.tokens, spans_to_tags(s.spans, len(s.tokens)))) + "\n"
+            for s in make_sentences("travel", 5, seed)), encoding="utf-8")
+    out = tmp_path / "pred.jsonl"
+    with one_torch_thread():
+        assert run(capsys, "predict", str(folder), "--model", str(saved_set), "--domain", "news", "--output",
+                   str(out), "--no-progress")[0] == 0
+    assert [r["id"] for r in lines(out)] == [f"test-{i}" for i in range(5)]
+    code, stdout, _ = run(capsys, "evaluate", "--gold", str(folder), "--pred", str(out), "--json")
+    assert code == 0 and json.loads(stdout)["micro"]["gold"] == sum(len(s.spans) for s in make_sentences("travel", 5, 5))
+    code, _, err = run(capsys, "evaluate", "--gold", str(folder), "--split", "train", "--pred", str(out))
+    assert code == 2 and "5 predicted id(s) are not in the gold file" in err  # the train split: other ids
+
+
 def test_evaluate_errors_name_the_file_and_id(corpus, tmp_path, capsys):
     pred = tmp_path / "pred.jsonl"
     pred.write_text(json.dumps({"id": "gold-0", "text": "something else", "entities": []}) + "\n")

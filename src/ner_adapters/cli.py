@@ -97,7 +97,8 @@ def read_span_jsonl(path: str | Path) -> dict[str, list[dict]]:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .predict import score_files
 
-    scores, missing = score_files(args.gold, args.pred, types=args.types)
+    scores, missing = score_files(args.gold, args.pred, types=args.types, gold_split=args.split,
+                                  data_dir=args.data_dir)
     if missing:
         print(f"warning: {len(missing)} gold sentence(s) have no prediction line; scored as predicting nothing",
               file=sys.stderr)
@@ -195,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="span-level P/R/F1 of predictions against gold")
     evaluate.add_argument("--gold", required=True, help="CoNLL, JSONL (tokens + ner_tags, or text + character "
-                          "spans), or span-only JSONL {id, spans}")
+                          "spans), span-only JSONL {id, spans}, or a dataset (registered name, folder, Hub id)")
+    evaluate.add_argument("--split", default="test", help="the split of a --gold dataset (default: test)")
     evaluate.add_argument("--pred", required=True, help="ner-adapters predict output (JSONL or CoNLL), or span-only "
                           "JSONL matching a span-only gold")
     evaluate.add_argument("--types", nargs="+", help="score only these types")

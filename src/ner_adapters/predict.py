@@ -367,7 +367,8 @@ def _conll_ids(path: Path) -> list[str | None]:
     return ids
 
 
-def read_scored(path: str | os.PathLike) -> dict[str, Scored]:
+def read_scored(path: str | os.PathLike, *, split: str = "test", data_dir: str | os.PathLike | None = None
+                ) -> dict[str, Scored]:
     """Gold or predictions for ``ner-adapters evaluate``, keyed by id, from any of:
 
     - ``predict``'s JSONL (``text`` + ``entities`` with character offsets) or any JSONL of ``text`` + character
@@ -375,16 +376,18 @@ def read_scored(path: str | os.PathLike) -> dict[str, Scored]:
     - JSONL of ``tokens`` + ``ner_tags`` (or token ``spans``): scored in characters over the space-joined tokens,
       which is the text ``predict`` tags for token input;
     - CoNLL (gold files, or ``predict --output-format conll``; its ``# id = `` lines give the ids);
-    - the span-only JSONL ``{"id", "spans": [{type, start, end}]}`` (token offsets, no text).
+    - the span-only JSONL ``{"id", "spans": [{type, start, end}]}`` (token offsets, no text);
+    - any other dataset (a registered name, a folder, a Hub id): its ``split``, with the ids and texts ``predict``
+      gives the same dataset's documents.
     """
     from .cli import read_span_jsonl
     from .data.readers import _jsonl_char_spans
 
     path = Path(path)
     if not path.is_file():
-        from .paths import missing_path_error
+        from .data.registry import load_sentences
 
-        raise missing_path_error(path, "file")
+        return _from_sentences(load_sentences(os.fspath(path), split=split, data_dir=data_dir))
     name = path.name.lower().removesuffix(".gz")
     if not name.endswith((".jsonl", ".json", ".ndjson")):
         sentences = read_conll(path, comment_prefix=_ID_COMMENT)
@@ -424,8 +427,10 @@ def read_scored(path: str | os.PathLike) -> dict[str, Scored]:
     return out
 
 
-def score_files(gold_path: str | os.PathLike, pred_path: str | os.PathLike, *, types: Sequence[str] | None = None):
-    """``(NERScores, missing ids)`` of predictions against gold (any pair :func:`read_scored` reads).
+def score_files(gold_path: str | os.PathLike, pred_path: str | os.PathLike, *, types: Sequence[str] | None = None,
+                gold_split: str = "test", data_dir: str | os.PathLike | None = None):
+    """``(NERScores, missing ids)`` of predictions against gold (any pair :func:`read_scored` reads; a gold
+    dataset is read at ``gold_split``).
 
     Documents are matched by id; a predicted id the gold lacks, a document whose two texts differ, or a token-offset
     file scored against a character-offset one raises, naming the file and id. CoNLL predictions without ids are
@@ -433,7 +438,12 @@ def score_files(gold_path: str | os.PathLike, pred_path: str | os.PathLike, *, t
     """
     from .metrics import span_scores
 
-    gold, pred = read_scored(gold_path), read_scored(pred_path)
+    gold = read_scored(gold_path, split=gold_split, data_dir=data_dir)
+    if not Path(pred_path).is_file():
+        from .paths import missing_path_error
+
+        raise missing_path_error(pred_path, "predictions file")
+    pred = read_scored(pred_path)
     if set(pred) - set(gold) and len(pred) == len(gold) and all(p.text is not None for p in pred.values()) \
             and not Path(pred_path).name.lower().endswith((".jsonl", ".json")):
         pred = dict(zip(gold, pred.values()))  # CoNLL predictions of the same file, in its order
