@@ -113,6 +113,7 @@ def test_a_save_to_disk_folder_loads_in_either_schema(tmp_path):
     loaded = load_ner_dataset(str(tmp_path / "raw"))
     assert sorted(loaded) == ["test", "train"] and dataset_types(loaded["train"]) == ["drug"]
     assert loaded["train"][0]["spans"][0]["type"] == "drug"
+    assert loaded["train"]["id"] == ["train-0", "train-1", "train-2"] and loaded["test"]["id"] == ["test-0"]
     # a folder already in the project schema (as load_ner_dataset returns it) round-trips
     loaded.save_to_disk(tmp_path / "project")
     episodes = sample_episodes(str(tmp_path / "project"), k_shot=1, seed=0)

@@ -247,7 +247,7 @@ def resolve_spec(name: str | os.PathLike, config: str | None = None, **options) 
 
     text = os.fspath(name)
     if text in REGISTRY and not isinstance(name, os.PathLike):
-        if options.get("format") not in (None,):
+        if options.get("format") is not None:
             raise ValueError(f"{text!r} is a registered dataset; format= is for files, folders and Hub ids")
         return REGISTRY[text]
     file_format = options.get("format")

@@ -42,6 +42,8 @@ SPLITS = ("train", "validation", "test")
 _SPLIT_WORDS = {"train": "train", "training": "train", "dev": "validation", "valid": "validation",
                 "validation": "validation", "val": "validation", "test": "test", "testing": "test"}
 _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+#: Files a data folder often holds beside its splits (documentation, configs): never read as data.
+_NOT_DATA = (".md", ".yaml", ".yml", ".py", ".cff", ".bib", ".pdf", ".html")
 _CONLL_OPTIONS = ("token_column", "tag_column", "min_columns", "delimiter", "scheme", "mode", "comment_prefix",
                   "encoding")
 _JSONL_OPTIONS = ("scheme", "mode", "encoding")
@@ -156,7 +158,7 @@ def _read_file(path: Path, file_format: str, options: dict) -> list[Sentence]:
 
 def _split_files(folder: Path) -> dict[str, Path]:
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
-             and not p.name.lower().endswith((".md", ".yaml", ".yml", ".py", ".tsv.md"))
+             and not p.name.lower().endswith(_NOT_DATA)
              and p.name.upper() not in ("LICENSE", "LICENSE.TXT", "NOTICE", "README", "README.TXT")]
     by_split: dict[str, list[Path]] = {}
     for path in files:
@@ -208,7 +210,8 @@ def _from_disk(path: Path, options: dict) -> dict[str, list[Sentence]]:
     parts = loaded if isinstance(loaded, DatasetDict) else {"": loaded}
     out = {}
     for key, dataset in parts.items():
-        assert isinstance(dataset, Dataset)
+        if not isinstance(dataset, Dataset):
+            raise DataFormatError(f"split {key!r} is a {type(dataset).__name__}, not a datasets.Dataset", path)
         if "spans" not in dataset.column_names:
             keep = {k: v for k, v in options.items() if k in ("tokens_column", "tags_column", "label_list", "scheme")}
             try:
@@ -216,7 +219,12 @@ def _from_disk(path: Path, options: dict) -> dict[str, list[Sentence]]:
             except DataFormatError as err:
                 raise DataFormatError(f"split {key or '(single)'}: {err}", path) from None
         split = key and {"dev": "validation", "valid": "validation", "val": "validation"}.get(key, key)
-        out[split] = dataset_to_sentences(dataset)
+        had_ids = "id" in loaded[key].column_names if key else "id" in loaded.column_names
+        sentences = dataset_to_sentences(dataset)
+        if not had_ids:  # row numbers repeat across splits, and episodes keep query ids out of the support
+            for index, sentence in enumerate(sentences):
+                sentence.id = f"{split or 'data'}-{index}"
+        out[split] = sentences
     return out
 
 
@@ -275,7 +283,8 @@ def local_spec(path: str | os.PathLike, *, format: str | None = None, **options)
 
 
 @lru_cache(maxsize=8)
-def _hub_parts(name: str, config: str | None) -> dict[str, list[Sentence]]:
+def _hub_parts(name: str, config: str | None) -> tuple[tuple[str, ...], dict[str, list[Sentence]]]:
+    """``(types, {split: sentences})`` of a Hub dataset, downloaded and mapped once per process."""
     from datasets import DatasetDict
 
     from .hub import load_hub_dataset
@@ -288,8 +297,7 @@ def _hub_parts(name: str, config: str | None) -> dict[str, list[Sentence]]:
     for split, dataset in parts.items():
         types += [t for t in dataset_types(dataset) if t not in types]
         out[{"dev": "validation", "valid": "validation"}.get(split, split)] = dataset_to_sentences(dataset)
-    out["__types__"] = types  # type: ignore[assignment]
-    return out
+    return tuple(types), out
 
 
 def hub_spec(name: str, config: str | None = None):
@@ -297,8 +305,7 @@ def hub_spec(name: str, config: str | None = None):
     from .registry import DatasetSpec
 
     check_hub_name(name)
-    parts = dict(_hub_parts(name, config))
-    types = tuple(parts.pop("__types__"))
+    types, parts = _hub_parts(name, config)
 
     def read(folder: Path, cfg: str | None, split: str, read_options: dict) -> list[Sentence]:
         return _copy(parts[split])
