@@ -4,6 +4,7 @@ chosen on held-back support sentences, all through recipes/sft_cllmfs.py on a ti
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -224,3 +225,17 @@ def test_auto_none_threshold_is_chosen_on_held_back_support_and_recorded(recipe,
     assert adapter["none_threshold"] == result["none_threshold"]
     with pytest.raises(ValueError, match="none_threshold: auto is chosen on support sentences held back"):
         recipe.main(["--config", str(config), "--method", "zero_shot", "--output_dir", str(tmp_path / "zs")])
+
+
+def test_a_source_type_too_rare_for_k_shot_is_left_out(caplog):
+    plain = episode(pool("a", 1))
+    rare = pool("b", 6, types=("drug", "gene"))
+    for sentence in rare[1:]:
+        sentence.spans = [span for span in sentence.spans if span.type != "gene"]  # one "gene" mention in all
+    with caplog.at_level(logging.WARNING):
+        extended = with_support_sets(plain, sources=["toy", "other"], load_pool=lambda name, config: rare,
+                                     source_types=lambda name: ["drug", "gene"])
+    assert extended.support_types == ["person", "place", "drug", "gene"] and "fewer than" not in caplog.text  # K=1: enough
+    extended = with_support_sets(dataclasses.replace(plain, k_shot=2), sources=["toy", "other"],
+                                 load_pool=lambda name, config: rare, source_types=lambda name: ["drug", "gene"])
+    assert "gene" not in extended.support_types and "types ['gene'] have fewer than 2 mentions" in caplog.text

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -65,16 +66,32 @@ def sample_support_sets(
     sets: list[list[Sentence]] = [list(first)] if first is not None else []
     used = {s.id for s in sets[0]} if sets else set()
     for index in range(len(sets), n_sets):
-        rng = random.Random(f"{seed}|{index}")
-        try:
-            chosen = greedy_kshot_sample(pool, types, k_shot, rng, exclude_ids=used)
-        except EpisodeSamplingError:
+        chosen = _sample(pool, types, k_shot, f"{seed}|{index}", used)
+        if chosen is None:
             logger.warning("support set %d of %s: too few unused sentences for disjoint %d-shot sets; this set may "
                            "repeat sentences of the earlier ones", index, seed, k_shot)
-            chosen = greedy_kshot_sample(pool, types, k_shot, random.Random(f"{seed}|{index}|reuse"))
+            chosen = _sample(pool, types, k_shot, f"{seed}|{index}|reuse", set())
+        if chosen is None:
+            raise EpisodeSamplingError(f"support set {index} of {seed}: {_ATTEMPTS} tries could not give every type of "
+                                       f"{list(types)} {k_shot} to {2 * k_shot} mentions; use a smaller K or n_way")
         used.update(s.id for s in chosen)
         sets.append(chosen)
     return sets
+
+
+_ATTEMPTS = 64
+
+
+def _sample(pool, types, k_shot, seed: str, used: set) -> list[Sentence] | None:
+    """Few-NERD's greedy sampling, retried with other seeds: with many types the 2K cap can strand one type below K
+    on an unlucky order (Few-NERD retries too). ``None`` when every try fails."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            return greedy_kshot_sample(pool, types, k_shot, random.Random(f"{seed}|{attempt}" if attempt else seed),
+                                       exclude_ids=used)
+        except EpisodeSamplingError:
+            continue
+    return None
 
 
 def with_support_sets(
@@ -105,14 +122,22 @@ def with_support_sets(
     for position, source in enumerate(sources):
         name, config = parse_source(source)
         seed = f"{source}|support-sets|seed{episode.seed}"
+        sentences = load_pool(name, config)
         if position == 0:
             types = list(episode.support_types)
-        else:
-            available = list(source_types(name))
+        else:  # all its types that K-shot sets can be sampled for (a type with fewer than K mentions cannot)
+            mentions = Counter(span.type for sentence in sentences for span in sentence.spans)
+            available = [t for t in source_types(name) if mentions[t] >= episode.k_shot]
+            rare = [t for t in source_types(name) if mentions[t] < episode.k_shot]
+            if rare:
+                logger.warning("source %s: types %s have fewer than %d mentions in its training split and are left "
+                               "out", source, rare, episode.k_shot)
+            if not available:
+                raise ValueError(f"source {source!r} has no type with {episode.k_shot} mentions to sample from")
             types = available
             if n_way is not None and n_way < len(available):
                 types = sorted(random.Random(seed).sample(available, n_way), key=available.index)
-        sets = sample_support_sets(load_pool(name, config), types, episode.k_shot, n_support_sets, seed,
+        sets = sample_support_sets(sentences, types, episode.k_shot, n_support_sets, seed,
                                    first=episode.support if position == 0 else None)
         parts.append((_label(name, config), [s for support in sets for s in support]))
         labels += [t for t in types if t not in labels]
