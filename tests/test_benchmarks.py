@@ -35,3 +35,21 @@ def test_multibert_benchmark_quick_writes_its_table(tmp_path):
                                     "router_read_lengths_reaching_70pct", "router_dtypes_reaching_70pct"}
     assert "classifier_bfloat16_ms_per_document_real" in data["costs"]
     assert "| pipeline |" in done.stdout  # the printed table
+
+
+@pytest.mark.timeout(300)
+def test_predict_benchmark_quick_measures_each_kind(tmp_path):
+    out = tmp_path / "predict.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_predict.py"), "--quick", "--kinds",
+                           "multibert_domain", "multibert_routed", "--multibert", str(tmp_path / "none"),
+                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "predict" and data["quick"] is True
+    rows = {row["kind"].split(" ")[0]: row for row in data["rows"]}
+    assert set(rows) == {"multibert_domain", "multibert_routed"}
+    for row in rows.values():
+        assert row["documents"] == 16 and row["sentences"] >= 16 and row["documents_per_s"] > 0
+        assert row["sentences_per_s"] >= row["documents_per_s"]
+    assert "| kind |" in done.stdout
