@@ -104,8 +104,8 @@ class MethodArguments:
         default=True, metadata={"help": "Score the answer's fixed opening in the loss (the paper's output)."}
     )
     none_threshold_holdout: float = field(
-        default=0.2, metadata={"help": "With none_threshold: auto, the fraction of each episode's support sentences held "
-                                       "back from training to choose the threshold on (at least one sentence)."}
+        default=0.2, metadata={"help": "With none_threshold: auto, the fraction of the episode's support sentences (of its "
+                                       "first source) held back from training to choose the threshold on (at least one)."}
     )
 
     def __post_init__(self):
@@ -370,22 +370,20 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
 
 
 def _hold_back(parts, fraction: float, seed: int):
-    """Training parts without the held-back sentences, and ``(held-back sentences, their types)`` of the first
-    part (the episode's own source: in INTRA its types are the queried ones)."""
+    """Training parts with ``fraction`` of the first part's sentences taken out, and ``(those sentences, the first
+    part's types)``: the first part is the episode's own source, whose types INTRA queries; the other sources of a
+    multi-source INTER episode keep all their sentences, since the threshold is chosen on the first alone."""
     import random
 
-    kept = []
-    held: tuple[list, list[EntityType]] | None = None
-    for index, (sentences, types) in enumerate(parts):
-        count = max(1, round(fraction * len(sentences)))
-        if len(sentences) - count < 1:
-            raise ValueError(f"none_threshold: auto holds back {count} of {len(sentences)} support sentences, leaving "
-                             "none to train on: lower none_threshold_holdout or sample more support sets")
-        chosen = set(random.Random(f"none-threshold|{seed}|{index}").sample(range(len(sentences)), count))
-        kept.append(([s for i, s in enumerate(sentences) if i not in chosen], types))
-        if index == 0:
-            held = ([s for i, s in enumerate(sentences) if i in chosen], types)
-    return kept, held
+    sentences, types = parts[0]
+    count = max(1, round(fraction * len(sentences)))
+    if len(sentences) - count < 1:
+        raise ValueError(f"none_threshold: auto holds back {count} of {len(sentences)} support sentences, leaving "
+                         "none to train on: lower none_threshold_holdout or sample more support sets")
+    chosen = set(random.Random(f"none-threshold|{seed}").sample(range(len(sentences)), count))
+    kept = [s for i, s in enumerate(sentences) if i not in chosen]
+    held = [s for i, s in enumerate(sentences) if i in chosen]
+    return [(kept, types), *parts[1:]], (held, types)
 
 
 _SPEED_ONLY_DECODING = ("batch_size", "prefill_tokens")
