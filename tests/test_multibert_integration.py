@@ -99,3 +99,43 @@ def test_minilm_prefix_budget():
     # prefix length 22 x 6 layers x (key, value) x 384: 0.45% of MiniLM (the MLP alone is ~11%)
     assert model.adapter_parameters("email") == 22 * 6 * 2 * 384 == 101_376
     assert model.adapter_parameters("email") / model.core_parameters() < 0.02 < trained_size / model.core_parameters()
+
+
+def test_router_on_the_packaged_core_separates_two_domains(tmp_path):
+    """The real MiniLM core must tell UNER English-EWT emails from product reviews far above chance (50%).
+
+    The router was only checked for ``0 <= accuracy <= 1`` before; a router that reads nothing useful (the
+    [CLS] of a mean-pooled encoder on Persian: 10.9%) would have passed that. Small: about 35 training groups of
+    4 sentences per genre (EWT's dev split; its test split is scored), 3 epochs, 96 tokens. Measured here: 90.4%
+    with mean pooling (84.6% with [CLS]). WNUT-17 was tried as the second domain and is not used: its test split
+    is Reddit and YouTube comments, not tweets like its training split (55.6% for both poolings)."""
+    from ner_adapters.data.registry import load_sentences
+    from ner_adapters.multibert import make_groups, router_accuracy, train_router
+    from ner_adapters.multibert.config import RouterArguments, TrainingArguments
+
+    def first(sentences, n):
+        return [s for s in sentences if s.tokens][:n]
+
+    genres = ("email", "reviews")
+    dev_split = {g: load_sentences("uner_en_ewt", g, split="dev") for g in genres}
+    train = {g: first(dev_split[g], 128) for g in genres}
+    dev = {g: first(dev_split[g][128:], 24) for g in genres}
+    test = {g: first(load_sentences("uner_en_ewt", g, split="test"), 100) for g in genres}
+    router_args = RouterArguments(group_size=4, router_max_length=96, router_learning_rate=5e-3, router_epochs=3)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, logging_steps=100,
+                             early_stopping_min_epochs=0)
+    with one_torch_thread():
+        model = MultiBertModel.from_core(MINILM)
+        model.add_scheme("uner", ["PER", "ORG", "LOC"])
+        for genre in genres:
+            model.add_domain(genre, "uner")
+        model.add_router(list(genres), max_length=96, pooling=router_args.router_pooling)
+
+        def groups(data, seed=None):
+            return make_groups(data, model.tokenizer, group_size=4, max_length=96, seed=seed)
+
+        train_router(model, groups(train, seed=0), groups(dev), router_args, args)
+        scores = router_accuracy(model, groups(test))
+    assert scores["groups"] >= 50
+    assert scores["accuracy"] >= 0.8, scores
+    assert min(scores["per_domain"].values()) >= 0.7, scores
