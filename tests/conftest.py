@@ -123,17 +123,35 @@ def unique_repo_id(request: pytest.FixtureRequest) -> str:
 _SHARED_CANDIDATES = [
     os.environ.get("NER_ADAPTERS_DATA_DIR", ""),
     str(REPO_ROOT.parent / "shared" / "datasets"),
-    "/work/shared/datasets",
 ]
+
+
+def _full_data_dir() -> Path | None:
+    for candidate in _SHARED_CANDIDATES:
+        if candidate and (Path(candidate) / "wnut17").is_dir() and (Path(candidate) / "gum").is_dir():
+            return Path(candidate)
+    return None
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The full data folder (``../shared/datasets``); tests of non-bundled datasets need it."""
-    for candidate in _SHARED_CANDIDATES:
-        if candidate and (Path(candidate) / "wnut17").is_dir() and (Path(candidate) / "gum").is_dir():
-            return Path(candidate)
-    pytest.skip("the full dataset folder (../shared/datasets) is not on this machine")
+    """The full data folder (``../shared/datasets`` or ``$NER_ADAPTERS_DATA_DIR``): for tests of datasets that
+    are not bundled (CoNLL-2003, GUM, Arman, ParsNER, Presidio). Tests that the bundled WNUT-17, UNER English-EWT
+    or ParsTwiNER can serve use ``data_dir`` instead, so a fresh clone runs them too."""
+    found = _full_data_dir()
+    if found is None:
+        pytest.skip("needs the full dataset folder (../shared/datasets or $NER_ADAPTERS_DATA_DIR): this test uses "
+                    "a dataset that is not bundled with the package")
+    return found
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """A data folder holding at least the bundled datasets (WNUT-17, UNER English-EWT, ParsTwiNER): the full
+    folder when present, else the package's bundled copies, so these tests run on a fresh clone as well."""
+    from ner_adapters.data.registry import BUNDLED_DIR
+
+    return _full_data_dir() or BUNDLED_DIR
 
 
 # ----------------------------------------------------------------------------------------------

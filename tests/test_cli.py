@@ -11,12 +11,12 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def test_data_stats(capsys, shared_data):
-    code, out, _ = run(capsys, "--data-dir", str(shared_data), "data", "stats", "wnut17", "--split", "test")
+def test_data_stats(capsys, data_dir):
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "data", "stats", "wnut17", "--split", "test")
     assert code == 0
     assert "wnut17 [test]: 1287 sentences, 23394 tokens, 1079 entities" in out
     assert "person" in out and "429" in out
-    code, out, _ = run(capsys, "--data-dir", str(shared_data), "data", "stats", "wnut17", "--split", "test", "--json")
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "data", "stats", "wnut17", "--split", "test", "--json")
     assert json.loads(out)["test"]["per_type"]["person"] == 429
 
 
@@ -25,9 +25,9 @@ def test_data_list(capsys):
     assert code == 0 and "wnut17" in out and "CC-BY-4.0" in out
 
 
-def test_episodes_then_evaluate(capsys, tmp_path, shared_data):
+def test_episodes_then_evaluate(capsys, tmp_path, data_dir):
     out_file = tmp_path / "episodes.jsonl"
-    code, out, _ = run(capsys, "--data-dir", str(shared_data), "episodes", "wnut17", "--n-way", "3", "--k-shot", "2",
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "episodes", "wnut17", "--n-way", "3", "--k-shot", "2",
                        "--seed", "5", "--query-size", "30", "--out", str(out_file))
     assert code == 0 and "wrote 1 episode(s)" in out
     episode = json.loads(out_file.read_text())

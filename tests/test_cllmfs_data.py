@@ -24,7 +24,7 @@ def tokenizer(smollm2_dir):
 
 
 @pytest.fixture(scope="module")
-def wordpiece(shared_data):
+def wordpiece():
     from transformers import AutoTokenizer
 
     from ner_adapters.models import MINILM, resolve_model

@@ -20,10 +20,10 @@ def recipe():
     return module
 
 
-def tiny_config(tmp_path, tiny_llm_dir, shared_data, **overrides):
+def tiny_config(tmp_path, tiny_llm_dir, data_dir, **overrides):
     config = yaml.safe_load((RECIPE.parent / "cllmfs" / "wnut17_intra_5shot.yaml").read_text())
     config.update(
-        model_name_or_path=str(tiny_llm_dir), output_dir=str(tmp_path / "run"), data_dir=str(shared_data),
+        model_name_or_path=str(tiny_llm_dir), output_dir=str(tmp_path / "run"), data_dir=str(data_dir),
         n_way=2, k_shot=1, query_size=6, max_steps=2, per_device_train_batch_size=2, max_new_tokens=8,
         lora_r=2, lora_alpha=4, use_cpu=True, save_strategy="no", logging_steps=1, disable_tqdm=True,
     )
@@ -42,8 +42,8 @@ def test_default_config_names_the_papers_setting():
     assert config["constrained"] is True
 
 
-def test_recipe_trains_extracts_and_writes_results(recipe, tmp_path, tiny_llm_dir, shared_data):
-    summary = recipe.main(["--config", str(tiny_config(tmp_path, tiny_llm_dir, shared_data)), "--n_episodes", "2"])
+def test_recipe_trains_extracts_and_writes_results(recipe, tmp_path, tiny_llm_dir, data_dir):
+    summary = recipe.main(["--config", str(tiny_config(tmp_path, tiny_llm_dir, data_dir)), "--n_episodes", "2"])
     run = tmp_path / "run"
     assert summary["runs"] == 2 and summary["protocol"] == "intra" and summary["n_way"] == 2
     assert 0.0 <= summary["micro_f1"]["mean"] <= 1.0 and summary["micro_f1"]["std"] >= 0.0
@@ -59,8 +59,8 @@ def test_recipe_trains_extracts_and_writes_results(recipe, tmp_path, tiny_llm_di
     assert yaml.safe_load((run / "config.yaml").read_text())["method"]["method"] == "cllmfs"
 
 
-def test_rerun_reuses_finished_episodes_of_the_same_experiment(recipe, tmp_path, tiny_llm_dir, shared_data, capsys):
-    config = tiny_config(tmp_path, tiny_llm_dir, shared_data, query_size=4)
+def test_rerun_reuses_finished_episodes_of_the_same_experiment(recipe, tmp_path, tiny_llm_dir, data_dir, capsys):
+    config = tiny_config(tmp_path, tiny_llm_dir, data_dir, query_size=4)
     recipe.main(["--config", str(config), "--config", str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml")])
     first = tmp_path / "run" / "episode-0" / "results.json"
     saved = first.read_text()
@@ -81,8 +81,8 @@ def test_rerun_reuses_finished_episodes_of_the_same_experiment(recipe, tmp_path,
     assert "reusing" not in capsys.readouterr().out and first.stat().st_mtime_ns != stamp
 
 
-def test_layered_configs_and_baselines_share_the_episodes(recipe, tmp_path, tiny_llm_dir, shared_data):
-    base = tiny_config(tmp_path, tiny_llm_dir, shared_data, query_size=4)
+def test_layered_configs_and_baselines_share_the_episodes(recipe, tmp_path, tiny_llm_dir, data_dir):
+    base = tiny_config(tmp_path, tiny_llm_dir, data_dir, query_size=4)
     recipe.main(["--config", str(base), "--output_dir", str(tmp_path / "zs"), "--config",
                  str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml")])
     recipe.main(["--config", str(base), "--config", str(RECIPE.parent / "cllmfs" / "ablations" / "lora_only.yaml"),
@@ -96,18 +96,18 @@ def test_layered_configs_and_baselines_share_the_episodes(recipe, tmp_path, tiny
     assert lora_config["training"]["cl_weight"] == 0.0
 
 
-def test_unknown_config_key_is_named(recipe, tmp_path, tiny_llm_dir, shared_data):
-    path = tiny_config(tmp_path, tiny_llm_dir, shared_data, learning_rat=0.1)
+def test_unknown_config_key_is_named(recipe, tmp_path, tiny_llm_dir, data_dir):
+    path = tiny_config(tmp_path, tiny_llm_dir, data_dir, learning_rat=0.1)
     with pytest.raises(ValueError, match="learning_rat"):
         recipe.main(["--config", str(path)])
     with pytest.raises(ValueError, match="method must be one of"):
-        recipe.main(["--config", str(tiny_config(tmp_path, tiny_llm_dir, shared_data, method="gliner"))])
+        recipe.main(["--config", str(tiny_config(tmp_path, tiny_llm_dir, data_dir, method="gliner"))])
 
 
 @pytest.mark.integration
-def test_accelerate_launch_with_two_cpu_processes(tmp_path, tiny_llm_dir, shared_data):
+def test_accelerate_launch_with_two_cpu_processes(tmp_path, tiny_llm_dir, data_dir):
     """DDP (gloo) on CPU: the path the GPU DDP/FSDP configs take, with two processes."""
-    config = tiny_config(tmp_path, tiny_llm_dir, shared_data, max_steps=2)
+    config = tiny_config(tmp_path, tiny_llm_dir, data_dir, max_steps=2)
     accelerate_config = RECIPE.parent / "accelerate_configs" / "ddp_cpu.yaml"
     result = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config), str(RECIPE),

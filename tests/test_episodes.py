@@ -25,8 +25,8 @@ def counts(sentences, types):
     return {t: c[t] for t in types}
 
 
-def test_wnut_intra_episode_respects_k_to_2k(shared_data):
-    (episode,) = sample_episodes("wnut17", k_shot=5, seed=3, query_size=100, data_dir=shared_data)
+def test_wnut_intra_episode_respects_k_to_2k(data_dir):
+    (episode,) = sample_episodes("wnut17", k_shot=5, seed=3, query_size=100, data_dir=data_dir)
     assert episode.protocol == "intra" and episode.n_way == 6
     for entity_type, n in episode.type_counts().items():
         assert 5 <= n <= 10, entity_type
@@ -41,9 +41,9 @@ def test_n_way_subset_relabels_other_types(shared_data):
     assert seen <= set(episode.support_types)
 
 
-def test_reproducible_and_seed_dependent(shared_data):
-    a = sample_episodes("wnut17", k_shot=5, seed=11, n_episodes=2, query_size=20, data_dir=shared_data)
-    b = sample_episodes("wnut17", k_shot=5, seed=11, n_episodes=2, query_size=20, data_dir=shared_data)
+def test_reproducible_and_seed_dependent(data_dir):
+    a = sample_episodes("wnut17", k_shot=5, seed=11, n_episodes=2, query_size=20, data_dir=data_dir)
+    b = sample_episodes("wnut17", k_shot=5, seed=11, n_episodes=2, query_size=20, data_dir=data_dir)
     assert [e.to_json() for e in a] == [e.to_json() for e in b]
     assert [s.id for s in a[0].support] != [s.id for s in a[1].support]
 
@@ -56,8 +56,8 @@ def test_inter_episode_uses_target_label_set(shared_data):
     assert {span.type for s in episode.query for span in s.spans} <= set(episode.query_types)
 
 
-def test_jsonl_round_trip_and_errors(tmp_path, shared_data):
-    episodes = sample_episodes("wnut17", k_shot=2, n_episodes=2, query_size=5, data_dir=shared_data)
+def test_jsonl_round_trip_and_errors(tmp_path, data_dir):
+    episodes = sample_episodes("wnut17", k_shot=2, n_episodes=2, query_size=5, data_dir=data_dir)
     path = save_episodes(episodes, tmp_path / "sub" / "episodes.jsonl")
     assert [e.to_json() for e in load_episodes(path)] == [e.to_json() for e in episodes]
     bad = tmp_path / "bad.jsonl"

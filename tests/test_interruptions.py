@@ -81,10 +81,10 @@ def recipe():
     return module
 
 
-def cllmfs_config(folder: Path, tiny_llm_dir: Path, shared_data: Path) -> Path:
+def cllmfs_config(folder: Path, tiny_llm_dir: Path, data_dir: Path) -> Path:
     config = yaml.safe_load((RECIPE.parent / "cllmfs" / "wnut17_intra_5shot.yaml").read_text())
     config.update(  # group_by_length, LoRA dropout and the contrastive noise stay on: all of them draw random numbers
-        model_name_or_path=str(tiny_llm_dir), output_dir=str(folder / "run"), data_dir=str(shared_data),
+        model_name_or_path=str(tiny_llm_dir), output_dir=str(folder / "run"), data_dir=str(data_dir),
         n_way=2, k_shot=1, query_size=6, max_steps=8, per_device_train_batch_size=2, max_new_tokens=8,
         lora_r=2, lora_alpha=4, use_cpu=True, save_strategy="steps", save_steps=2, save_total_limit=1,
         logging_steps=1, disable_tqdm=True, cl_noise_scale=0.1, dataloader_num_workers=0,
@@ -96,9 +96,9 @@ def cllmfs_config(folder: Path, tiny_llm_dir: Path, shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(recipe, tmp_path_factory, tiny_llm_dir, shared_data):
+def uninterrupted(recipe, tmp_path_factory, tiny_llm_dir, data_dir):
     folder = tmp_path_factory.mktemp("straight")
-    recipe.main(["--config", str(cllmfs_config(folder, tiny_llm_dir, shared_data))])
+    recipe.main(["--config", str(cllmfs_config(folder, tiny_llm_dir, data_dir))])
     return folder / "run"
 
 
@@ -135,9 +135,9 @@ def assert_same_as_uninterrupted(run: Path, reference: Path) -> None:
     assert predictions == expected_predictions
 
 
-def test_cllmfs_sigkill_after_a_checkpoint_then_resume(recipe, uninterrupted, tmp_path, tiny_llm_dir, shared_data,
+def test_cllmfs_sigkill_after_a_checkpoint_then_resume(recipe, uninterrupted, tmp_path, tiny_llm_dir, data_dir,
                                                        monkeypatch):
-    config = cllmfs_config(tmp_path, tiny_llm_dir, shared_data)
+    config = cllmfs_config(tmp_path, tiny_llm_dir, data_dir)
     episode = tmp_path / "run" / "episode-0"
     worker = start_worker("cllmfs", "--config", str(config), progress=tmp_path / "progress")
     wait_for(lambda: complete(episode / "checkpoint-2"), worker)
@@ -156,11 +156,11 @@ def test_cllmfs_sigkill_after_a_checkpoint_then_resume(recipe, uninterrupted, tm
     assert_same_as_uninterrupted(tmp_path / "run", uninterrupted)
 
 
-def test_cllmfs_sigterm_midway_checkpoints_then_resume(recipe, uninterrupted, tmp_path, tiny_llm_dir, shared_data,
+def test_cllmfs_sigterm_midway_checkpoints_then_resume(recipe, uninterrupted, tmp_path, tiny_llm_dir, data_dir,
                                                        monkeypatch):
     """SIGTERM between two checkpoints: the step in progress finishes, a checkpoint of it is written, the
     process exits 143 without pretending the episode is done; resuming loses no step."""
-    config = cllmfs_config(tmp_path, tiny_llm_dir, shared_data)
+    config = cllmfs_config(tmp_path, tiny_llm_dir, data_dir)
     episode = tmp_path / "run" / "episode-0"
     progress = tmp_path / "progress"
     worker = start_worker("cllmfs", "--config", str(config), progress=progress)

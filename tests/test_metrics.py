@@ -38,8 +38,9 @@ def assert_matches(ours, theirs):
 
 
 @pytest.mark.parametrize("name", ["wnut17", "conll2003"])
-def test_agrees_with_seqeval_on_real_data(shared_data, name):
-    sentences = load_sentences(name, split="test", data_dir=shared_data)
+def test_agrees_with_seqeval_on_real_data(request, name):
+    folder = request.getfixturevalue("data_dir" if name == "wnut17" else "shared_data")  # WNUT-17 is bundled
+    sentences = load_sentences(name, split="test", data_dir=folder)
     gold = [spans_to_tags(s.spans, len(s.tokens)) for s in sentences]
     labels = sorted({t for tags in gold for t in tags})
     rng = random.Random(0)
