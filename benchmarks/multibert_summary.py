@@ -7,7 +7,8 @@ Why a script: the issue's targets are checked by reading that file, so every tab
 from the run's own ``results.json`` (never re-typed):
 
     {"tables": [{"name": "formal_informal", "core": "<model id>", "command": "...", "trainable_percent": 0.4,
-                 "trainable_percent_body": 1.9, "router_accuracy": 0.99,
+                 "trainable_percent_body": 1.9, "router_accuracy": 0.99, "router_pooling": "mean",
+                 "router_accuracy_by_pooling": {"mean": 0.99, "cls": 0.96},
                  "f1": {"multibert": {"arman": 61.0, ...}, "spec_bert": {...}, ...}}, ...]}
 
 F1 is in % (results.json holds fractions), router accuracy a fraction. ``trainable_percent`` is the largest number
@@ -69,8 +70,11 @@ def summarize(results: dict, *, name: str | None = None, core: str | None = None
         raise SummaryError(f"core {core!r} is a local folder; pass --core with the model id it holds")
     f1 = {variant: {domain: round(100 * value, 2) for domain, value in results["f1"][variant].items()}
           for variant in VARIANTS if results.get("f1", {}).get(variant)}
+    router = results.get("router") or {}
+    pooling = router.get("pooling", "cls") if router else None  # runs before router_pooling existed read [CLS]
     entry = {"name": name, "core": core, "command": results.get("command", ""), "f1": f1,
-             "router_accuracy": results["router"]["accuracy"] if results.get("router") else None,
+             "router_accuracy": router.get("accuracy"), "router_pooling": pooling,
+             "router_accuracy_by_pooling": {pooling: router["accuracy"]} if router else {},
              "trainable_percent": None, "trainable_percent_body": None,
              "adapter_kind": results.get("adapter_kind"),
              "wall_minutes": round(results.get("wall_seconds", 0) / 60, 1)}
@@ -86,9 +90,17 @@ def summarize(results: dict, *, name: str | None = None, core: str | None = None
 
 
 def merge(old: dict, new: dict) -> dict:
-    """``new``'s measurements over ``old``'s: variants it has replace old ones, fields it lacks stay."""
-    merged = {**old, **{k: v for k, v in new.items() if v is not None and k not in ("f1", "command")}}
+    """``new``'s measurements over ``old``'s: variants it has replace old ones, fields it lacks stay.
+
+    A router measured with another pooling than the entry's is added to ``router_accuracy_by_pooling`` only:
+    ``router_accuracy`` stays the one of the entry's pooling (the run that tagged ``routed``)."""
+    skip = {"f1", "command", "router_accuracy_by_pooling"}
+    if old.get("router_pooling") and new.get("router_pooling") not in (None, old["router_pooling"]):
+        skip |= {"router_accuracy", "router_pooling"}
+    merged = {**old, **{k: v for k, v in new.items() if v is not None and k not in skip}}
     merged["f1"] = {**old.get("f1", {}), **new["f1"]}
+    merged["router_accuracy_by_pooling"] = {**old.get("router_accuracy_by_pooling", {}),
+                                            **new.get("router_accuracy_by_pooling", {})}
     commands = [c for c in (old.get("command"), new.get("command")) if c]
     merged["command"] = " ; ".join(dict.fromkeys(commands))
     return merged

@@ -28,7 +28,7 @@ def fake_results(domains=("arman:fold1=arman", "parstwiner"), core="intfloat/mul
         "core_embedding_parameters": 96_225_024,
         "f1": {"multibert": {"arman": 0.6104, "parstwiner": 0.62}, "spec_bert": {"arman": 0.7, "parstwiner": 0.66},
                "routed": {"arman": 0.6, "parstwiner": 0.615}},
-        "router": {"accuracy": 0.9917, "groups": 362},
+        "router": {"accuracy": 0.9917, "groups": 362, "pooling": "mean"},
         "parameters": [{"variant": "multibert head pre-training [fa]", "trainable": 500_000, "saved": 0},
                        {"variant": "multibert [fa]", "trainable": 442_368, "saved": 442_368},
                        {"variant": "router", "trainable": 600_000, "saved": 600_000}],
@@ -93,6 +93,15 @@ def test_file_gets_one_entry_per_table_and_core(summary, tmp_path):
     entry = next(t for t in json.loads(out.read_text())["tables"] if t["core"] == "intfloat/multilingual-e5-small")
     assert set(entry["f1"]) == {"multibert", "general_bert"} and entry["router_accuracy"] == 0.9917
     assert entry["command"].endswith("--variants general_bert") and " ; " in entry["command"]
+
+    # --merge of a router-only run with the other pooling: reported beside, the table's router stays
+    cls_router = fake_results(f1={}, router={"accuracy": 0.9, "groups": 362, "pooling": "cls"})
+    results.write_text(json.dumps(cls_router))
+    assert summary.main([str(results), "--out", str(out), "--merge"]) == 0
+    entry = next(t for t in json.loads(out.read_text())["tables"] if t["core"] == "intfloat/multilingual-e5-small")
+    assert entry["router_accuracy"] == 0.9917 and entry["router_pooling"] == "mean"
+    assert entry["router_accuracy_by_pooling"] == {"mean": 0.9917, "cls": 0.9}
+    assert set(entry["f1"]) == {"multibert", "general_bert"}
 
 
 def test_unusable_results_exit_1(summary, tmp_path, capsys):

@@ -123,7 +123,8 @@ class ExperimentResult:
                  *[f"- {v}: {title}" for v, title in VARIANT_TITLES.items() if v in self.f1], "",
                  f"Parameters (core: {self.core_parameters:,}). {self.percent_basis()}", "", self.parameter_table()]
         if self.router:
-            parts += ["", f"Router accuracy on {self.router['groups']} held-out test groups: "
+            pooling = f" ({self.router['pooling']} pooling)" if self.router.get("pooling") else ""
+            parts += ["", f"Router{pooling} accuracy on {self.router['groups']} held-out test groups: "
                           f"{100 * self.router['accuracy']:.1f}% (per domain: "
                       + ", ".join(f"{d} {100 * a:.0f}%" for d, a in self.router["per_domain"].items()) + ")"]
         if self.targets:
@@ -299,7 +300,8 @@ def _router(result: ExperimentResult, mbert: MultiBertModel, domains: Sequence[D
     result.runs.append(run.summary())
     accuracy = router_accuracy(mbert, test_groups)
     accuracy.update({"train_groups": len(train_groups), "dev_groups": len(dev_groups),
-                     "group_size": router_args.group_size, "max_length": router_args.router_max_length})
+                     "group_size": router_args.group_size, "max_length": router_args.router_max_length,
+                     "pooling": router_args.router_pooling})
     result.router = accuracy
     log(f"router accuracy on {len(test_groups)} test groups: {accuracy['accuracy']:.3f}")
     result.parameters.append({"variant": "router", "trainable": run.trainable_parameters,
