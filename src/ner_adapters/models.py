@@ -118,6 +118,25 @@ _ALIASES = {name.lower(): name for name in PACKAGED} | {
 }
 
 
+class _ConvertedFolderRegexWarning(logging.Filter):
+    """Drops transformers 4.57.3-4.57.x's "incorrect regex pattern" warning for the folders converted here.
+
+    That release warns for *every* local tokenizer folder saved by itself, whatever the model (a check meant for
+    Mistral tokenizers that treats any ``transformers_version`` above 4.57.2 as one); none of the packaged models
+    is a Mistral model, so for them it is noise. Other folders keep the warning.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("incorrect regex pattern" in message and str(cache_root() / "models") in message)
+
+
+def _install_warning_filter() -> None:
+    target = logging.getLogger("transformers.tokenization_utils_base")
+    if not any(isinstance(f, _ConvertedFolderRegexWarning) for f in target.filters):
+        target.addFilter(_ConvertedFolderRegexWarning())
+
+
 def cache_root() -> Path:
     """Where converted models live: ``$NER_ADAPTERS_CACHE``, else ``$HF_HOME/ner_adapters``."""
     if os.environ.get(ENV_CACHE):
@@ -219,7 +238,10 @@ def resolve_model(name_or_path: str | os.PathLike, *, revision: str | None = Non
     if not _hub_offline() and _hub_serves(constants.ENDPOINT, canonical, revision):
         return canonical
     logger.info("using the packaged copy of %s", canonical)
-    return str(materialize_packaged(canonical))
+    folder = materialize_packaged(canonical)
+    if PACKAGED[canonical].converted:
+        _install_warning_filter()
+    return str(folder)
 
 
 def materialize_packaged(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
