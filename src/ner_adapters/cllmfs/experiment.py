@@ -308,7 +308,7 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         support_types += [t for t in types if t.label not in {u.label for u in support_types}]
     timings: dict[str, float] = {}
     extra: dict = {}
-    held_back: list = []
+    held_back = None
     if decoding.none_threshold == "auto":
         if method_args.method != "cllmfs":
             raise ValueError(f"none_threshold: auto is chosen on support sentences held back from CLLMFS training; "
@@ -321,7 +321,8 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
                                           parts=parts)
         timings["train_seconds"] = time.perf_counter() - started
         model = trainer.model
-        if held_back:  # every process chooses the same threshold (same model, same sentences)
+        if held_back is not None:  # every process chooses the same threshold (same model, same sentences)
+            started = time.perf_counter()
             sentences, types = held_back
             calibrating = CLLMFSExtractor(model, tokenizer, types, prompt_mode=method_args.prompt_mode,
                                           decoding=decoding)
@@ -329,6 +330,7 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
             extra["none_threshold"] = decoding.none_threshold
             extra["none_threshold_f1"] = calibrating.stats["none_threshold_f1"]
             extra["held_back_sentences"] = [s.id for s in sentences]
+            timings["calibrate_seconds"] = time.perf_counter() - started
         if state.is_main_process:
             adapter_dir = output_dir / "adapter"
             base_config = model.get_base_model().config
