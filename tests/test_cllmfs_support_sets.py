@@ -218,6 +218,7 @@ def test_auto_none_threshold_is_chosen_on_held_back_support_and_recorded(recipe,
     run = tmp_path / "run"
     result = json.loads((run / "episode-0" / "results.json").read_text())
     assert 0.0 <= result["none_threshold"] <= 1.0 and 0.0 <= result["none_threshold_f1"] <= 1.0
+    assert result["calibrate_seconds"] > 0 and result["peak_rss_mib"] > 100  # beside F1: time and memory
     held = result["held_back_sentences"]
     (saved,) = load_episodes(run / "episodes.jsonl")
     assert held and not set(held) & set(trained) and set(held) | set(trained) == {s.id for s in saved.support}

@@ -360,6 +360,7 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         predictions = extractor.predict_sentences(episode.query, show_progress=True)
     timings["predict_seconds"] = time.perf_counter() - started
     timings["query_sentences_per_second"] = len(episode.query) / max(timings["predict_seconds"], 1e-9)
+    timings.update(_peak_memory())
     scores: NERScores = span_scores([s.spans for s in episode.query], predictions, types=[t.label for t in query_types])
     _save_predictions(output_dir / "predictions.jsonl", episode, predictions)
     result = {"episode": episode.id, "scores": scores.to_dict(), **timings, **extra}
@@ -369,6 +370,21 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
                                      "per_type_f1": {t: s.f1 for t, s in scores.per_type.items()}})
     print(f"\n{episode.id} [{method_args.method}] micro-F1 {scores.micro.f1:.4f}\n{scores.table()}\n", flush=True)
     return result
+
+
+def _peak_memory() -> dict[str, float]:
+    """The process's peak resident memory so far (MiB; over every episode run in this process, so the largest
+    episode's), and on a GPU the peak allocated by torch: beside F1 when models are compared."""
+    import resource
+    import sys
+
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peak = {"peak_rss_mib": rss / (1024 * 1024 if sys.platform == "darwin" else 1024)}
+    if torch.cuda.is_available():
+        peak["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
 
 
 def _hold_back(parts, fraction: float, seed: int):
