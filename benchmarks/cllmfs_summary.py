@@ -14,6 +14,7 @@ sentences), or the script stops and says which run differs. Each setting becomes
      "query_size": 500, "command": "...", "f1": {"cllmfs": [...], "proto": [...], "nnshot": [...],
      "zero_shot": [...]}, "episodes": [...], "runs": {"cllmfs": "<folder>", ...}}
 
+and ``"costs"`` (per method, per episode: training seconds, query sentences/s, peak memory, where recorded),
 with micro-F1 in % per episode (names ``<source>_intra`` and ``<source>_to_<target>_inter``). The file is
 updated in place: a setting of the same name is replaced, the others are kept. ``command`` is ``--command``
 when given (one setting only), else the ``command.txt`` each run folder holds (the recipe writes it), one line
@@ -32,6 +33,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "results" / "cllmfs.json"
 METHODS = ("cllmfs", "proto", "nnshot", "zero_shot")
+#: Per-episode costs the harness records, copied beside F1 (``"costs": {method: {key: [per episode]}}``).
+COSTS = ("train_seconds", "predict_seconds", "query_sentences_per_second", "peak_rss_mib", "peak_gpu_mib")
 
 
 class SummaryError(ValueError):
@@ -45,7 +48,7 @@ def read_run(folder: Path) -> dict:
         config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise SummaryError(f"{folder}: not a finished CLLMFS run ({err})") from None
-    episodes, f1 = [], []
+    episodes, f1, costs = [], [], {}
     for index in range(len(summary.get("episodes", []))):
         path = folder / f"episode-{index}" / "results.json"
         try:
@@ -54,13 +57,16 @@ def read_run(folder: Path) -> dict:
             raise SummaryError(f"{path}: missing or unreadable ({err})") from None
         episodes.append(result["episode"])
         f1.append(round(100 * result["scores"]["micro"]["f1"], 2))
+        for key in COSTS:
+            if key in result:
+                costs.setdefault(key, []).append(round(result[key], 2))
     if not episodes:
         raise SummaryError(f"{folder}: its results.json lists no episodes")
     command = folder / "command.txt"
     return {
         "folder": str(folder), "method": summary["method"], "kind": summary["protocol"], "source": summary["source"],
         "target": summary["target"], "query_sentences": summary.get("query_sentences", []),
-        "model": (config.get("model") or {}).get("model_name_or_path"), "episodes": episodes, "f1": f1,
+        "model": (config.get("model") or {}).get("model_name_or_path"), "episodes": episodes, "f1": f1, "costs": costs,
         "command": command.read_text(encoding="utf-8").strip() if command.is_file() else None,
     }
 
@@ -108,6 +114,7 @@ def build_settings(runs: list[dict], command: str | None = None, name: str | Non
             "f1": {m: by_method[m]["f1"] for m in METHODS if m in by_method},
             "episodes": first["episodes"],
             "runs": {m: by_method[m]["folder"] for m in METHODS if m in by_method},
+            "costs": {m: by_method[m]["costs"] for m in METHODS if m in by_method and by_method[m]["costs"]},
         })
     return settings
 

@@ -28,7 +28,8 @@ def fake_run(root: Path, name: str, method: str, f1s: list[float], *, source="wn
     episodes = []
     for index, (episode_id, f1) in enumerate(zip(ids, f1s)):
         result = {"episode": episode_id, "scores": {"micro": {"precision": f1, "recall": f1, "f1": f1, "support": 80},
-                                                    "macro": {}, "per_type": {}}}
+                                                    "macro": {}, "per_type": {}},
+                  "predict_seconds": 10.0 + index, "peak_rss_mib": 2048.123}
         (folder / f"episode-{index}").mkdir(parents=True)
         (folder / f"episode-{index}" / "results.json").write_text(json.dumps(result))
         episodes.append(result)
@@ -57,6 +58,7 @@ def test_settings_in_the_issue_shape(summary, tmp_path):
     assert list(intra["f1"]) == ["cllmfs", "proto", "nnshot", "zero_shot"]
     assert intra["command"].splitlines()[0] == "accelerate launch recipes/sft_cllmfs.py --method cllmfs"
     assert other["f1"] == {"cllmfs": [20.0], "proto": [20.0]} and other["kind"] == "inter"
+    assert intra["costs"]["proto"] == {"predict_seconds": [10.0, 11.0], "peak_rss_mib": [2048.12, 2048.12]}
 
 
 def test_the_file_is_updated_in_place(summary, tmp_path):
