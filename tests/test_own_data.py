@@ -19,7 +19,10 @@ from ner_adapters.episodes import sample_episodes
 TRAIN = [("Acme sells widgets in Paris", ["B-company", "O", "B-productline", "O", "B-city"]),
          ("Bob Smith joined Acme Corp", ["B-person", "I-person", "O", "B-company", "I-company"]),
          ("Acme makes gadgets", ["B-company", "O", "B-productline"]),
-         ("Ann visited Rome", ["B-person", "O", "B-city"])]
+         ("Ann visited Rome", ["B-person", "O", "B-city"]),
+         # one entity each, so that greedy K-shot sampling can always complete every type
+         ("Initech grew", ["B-company", "O"]), ("gizmos sold out", ["B-productline", "O", "O"]),
+         ("rain in Oslo", ["O", "O", "B-city"]), ("Dave left", ["B-person", "O"])]
 DEV = [("Globex sells gizmos", ["B-company", "O", "B-productline"])]
 TEST = [("Carol bought widgets in Oslo", ["B-person", "O", "B-productline", "O", "B-city"]),
         ("Initech hired Dave", ["B-company", "O", "B-person"])]
@@ -47,7 +50,7 @@ def test_a_conll_folder_loads_with_its_own_label_set(tmp_path):
     folder = write_corpus(tmp_path / "corpus", dev_name="valid.txt")
     data = load_ner_dataset(str(folder))
     assert sorted(data) == ["test", "train", "validation"]
-    assert [len(data[s]) for s in ("train", "validation", "test")] == [12, 1, 2]
+    assert [len(data[s]) for s in ("train", "validation", "test")] == [24, 1, 2]
     # one label set, read from the data, the same for every split (label ids agree)
     assert dataset_types(data["train"]) == dataset_types(data["test"]) == ["company", "productline", "city", "person"]
     row = data["test"][0]
@@ -68,8 +71,8 @@ def test_a_single_file_gets_seeded_splits_and_jsonl_shapes_read_alike(tmp_path):
     spec = resolve_spec(str(conll))
     assert spec.splits == ("train", "validation", "test") and spec.source == "local"
     parts = [load_sentences(str(conll), split=s) for s in spec.splits]
-    assert [len(p) for p in parts] == [16, 2, 2]
-    assert len({s.id for p in parts for s in p}) == 20  # a partition: no sentence twice
+    assert [len(p) for p in parts] == [32, 4, 4]
+    assert len({s.id for p in parts for s in p}) == 40  # a partition: no sentence twice
     assert [s.id for s in load_sentences(str(conll), split="train", seed=1)] != [s.id for s in parts[0]]
     # the same sentences as JSONL: tokens + tags, and text + character spans
     tags = tmp_path / "tags.jsonl"
@@ -120,13 +123,15 @@ def test_a_save_to_disk_folder_loads_in_either_schema(tmp_path):
     assert episodes[0].support_types == ["drug"] and len(episodes[0].query) == 1
 
 
-def test_episodes_and_cli_take_a_folder_and_keep_every_type(tmp_path, capsys):
+def test_episodes_and_cli_take_a_folder_and_keep_every_type(tmp_path, capsys, monkeypatch):
     from ner_adapters.cli import main
 
-    folder = write_corpus(tmp_path / "corpus")
-    episode = sample_episodes(str(folder), k_shot=1, seed=0)[0]
+    write_corpus(tmp_path / "corpus")
+    monkeypatch.chdir(tmp_path)  # a relative name: episodes are seeded by their dataset's name, so fixed here
+    folder = "corpus"
+    episode = sample_episodes(folder, k_shot=1, seed=0)[0]
     assert episode.support_types == ["company", "productline", "city", "person"]
-    assert episode.support_dataset == str(folder) and {s.id for s in episode.query} == {"test-0", "test-1"}
+    assert episode.support_dataset == folder and {s.id for s in episode.query} == {"test-0", "test-1"}
     assert main(["data", "stats", str(folder), "--split", "test", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["test"]["per_type"] == {"city": 1, "company": 1, "person": 2, "productline": 1}
@@ -149,7 +154,8 @@ def test_a_data_dir_copy_with_other_types_is_refused_not_thinned(tmp_path, capsy
                  ["episodes", "wnut17", "--k-shot", "1", "--out", str(tmp_path / "e.jsonl")]):
         assert main(["--data-dir", str(root), *argv]) == 2
         err = capsys.readouterr().err
-        assert "['brand'] outside the label set registered for 'wnut17'" in err and str(folder) in err
+        assert "has entity types ['brand'] outside the label set" in err and str(folder) in err
+        assert "(dataset 'wnut17', split 'train'); the split's types outside it: ['brand']" in err
     # named by its path, the same folder is a dataset of its own, with the extra type
     assert resolve_spec(str(folder)).types == ("person", "brand")
 
@@ -226,14 +232,15 @@ def test_types_file_keys_must_be_labels_and_descriptions_non_empty(tmp_path):
     assert load_types_file(path, ["company"]) == {"company": "a business"}
 
 
-def test_episodes_file_runs_record_the_episodes_they_ran(tmp_path):
+def test_episodes_file_runs_record_the_episodes_they_ran(tmp_path, monkeypatch):
     from ner_adapters.cllmfs.experiment import EpisodeArguments, recorded_episode_args
 
-    folder = write_corpus(tmp_path / "corpus")
-    episodes = sample_episodes(str(folder), k_shot=1, seed=7, n_way=2, n_episodes=2)
+    write_corpus(tmp_path / "corpus")
+    monkeypatch.chdir(tmp_path)
+    episodes = sample_episodes("corpus", k_shot=1, seed=7, n_way=2, n_episodes=2)
     recorded = recorded_episode_args(EpisodeArguments(episodes_file="e.jsonl"), episodes)
     assert (recorded["dataset"], recorded["episode_seed"], recorded["n_way"], recorded["k_shot"],
-            recorded["n_episodes"]) == (str(folder), 7, 2, 1, 2)
+            recorded["n_episodes"]) == ("corpus", 7, 2, 1, 2)
     assert recorded_episode_args(EpisodeArguments(), episodes)["dataset"] == "wnut17"  # sampled runs: as given
 
 

@@ -331,10 +331,11 @@ def load_sentences(
     known = set(spec.types)
     extra = sorted({s.type for sentence in sentences for s in sentence.spans} - known)
     if extra:
+        first = next(x for x in sentences if any(s.type in extra for s in x.spans))
         raise DataFormatError(
-            f"split {split!r} has entity type(s) {extra} outside the label set registered for {name!r} "
-            f"({', '.join(spec.types)}); to use this data with its own types, name its folder or files instead "
-            f"of {name!r}", folder)
+            f"sentence {first.id!r} has entity types {sorted({s.type for s in first.spans} - known)} outside the "
+            f"label set {list(spec.types)} (dataset {name!r}, split {split!r}); the split's types outside it: "
+            f"{extra}. To use this data with its own types, name its folder or files instead of {name!r}", folder)
     return sentences
 
 
