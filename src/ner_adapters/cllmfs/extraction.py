@@ -9,6 +9,12 @@ that group, in any batch, with the row's own tokens after it. An input longer th
 ``max_input_tokens`` is split into overlapping word-aligned chunks whose entities are shifted back to
 document offsets, never silently truncated. A string the model lists twice maps to two successive
 occurrences.
+
+Beyond the paper, two decisions can be made from the model's own probabilities: per-type prompting may list
+one span under several types, and ``DecodingConfig.resolve_overlaps="score"`` keeps the answer the model was
+surest of (:func:`answer_score`; ``"none"`` keeps them all, as the paper); and the none/entity choice at the
+start of an answer can use a threshold (``none_threshold``, see :class:`~.constrained.NoneThreshold`), chosen on
+held-back labelled sentences with :meth:`CLLMFSExtractor.calibrate_none_threshold`.
 """
 
 from __future__ import annotations
