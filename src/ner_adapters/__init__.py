@@ -17,6 +17,7 @@ _EXPORTS = {
     "load_ner_dataset": "ner_adapters.data.registry",
     "Span": "ner_adapters.spans",
     "pipeline": "ner_adapters.pipelines",
+    "NerAdaptersError": "ner_adapters.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -31,5 +32,6 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from .data.registry import load_ner_dataset
     from .data.schema import Sentence
+    from .errors import NerAdaptersError
     from .pipelines import pipeline
     from .spans import Span

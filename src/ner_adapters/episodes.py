@@ -24,12 +24,9 @@ from typing import Iterable, Literal, Sequence
 from .atomic import atomic_write_text
 from .data.schema import DataFormatError, Sentence
 from .spans import Span
+from .errors import EpisodeSamplingError  # noqa: F401  (re-exported: raised here)
 
 Protocol = Literal["intra", "inter"]
-
-
-class EpisodeSamplingError(ValueError):
-    """The data cannot give every type K to 2K mentions (too few or too crowded sentences)."""
 
 
 @dataclass

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .atomic import atomic_directory
+from .errors import ModelNotFoundError  # noqa: F401  (re-exported: raised here)
 
 logger = logging.getLogger(__name__)
 
@@ -177,10 +178,6 @@ def packaged_files(name: str) -> list[Path]:
     if packaged.tokenizer:
         files.append(_module_file(canonical, *packaged.tokenizer))
     return files
-
-
-class ModelNotFoundError(OSError):
-    """A model that is neither a folder, nor reachable on the Hub, nor packaged."""
 
 
 def _hub_offline() -> bool:

@@ -38,7 +38,7 @@ as ``MultiBertModel.predict`` does; offsets always refer to the whole text. CLLM
 give them as they are; ``"none"`` lists their words as ``B-``/``I-`` entries.
 
 Adapters trained on another core (Multi-BERT: a hash of the core's embeddings; CLLMFS: the base model's
-architecture) raise :class:`~ner_adapters.cllmfs.artifact.AdapterMismatchError`. One pipeline may be called
+architecture) raise :class:`~ner_adapters.errors.AdapterMismatchError`. One pipeline may be called
 from many threads: adapter activation and forward pass hold the model's lock together. Nothing runs remote
 code. ``cache_dir``, ``revision`` and ``token`` apply to the adapter repos; the core is loaded through
 :func:`ner_adapters.models.resolve_model` (standard Hugging Face cache).
@@ -57,7 +57,8 @@ import torch
 from transformers import Pipeline
 from transformers.pipelines.base import ChunkPipeline
 
-from .cllmfs.artifact import CLLMFSAdapterConfig, AdapterMismatchError
+from .cllmfs.artifact import CLLMFSAdapterConfig
+from .errors import AdapterMismatchError
 from .hub.layout import (
     KIND_CLLMFS,
     KIND_DOMAIN,
@@ -372,7 +373,8 @@ class CLLMFSTokenClassificationPipeline(_NoSave, Pipeline):
 
 def _load_multibert(items: list[tuple[str, Path, str]], core: str | None, *, router_threshold, router_dtype,
                     revision, cache_dir, token, pipeline_kwargs) -> MultiBertTokenClassificationPipeline:
-    from .multibert.model import MultiBertError, MultiBertModel
+    from .errors import CoreMismatchError
+    from .multibert.model import MultiBertModel
 
     assembly = MultiBertAssembly()
     router_folder = None
@@ -398,12 +400,10 @@ def _load_multibert(items: list[tuple[str, Path, str]], core: str | None, *, rou
         staging = assembly.write(Path(tmp) / "model")
         try:
             mbert = MultiBertModel.load(staging, core_model=core, router_dtype=router_dtype)
-        except MultiBertError as err:
-            if "trained on another core" in str(err):
-                raise AdapterMismatchError(
-                    f"the adapter(s) {', '.join(sources)} were trained on the core {recorded!r}, whose weights differ "
-                    f"from {core or recorded!r}; load them with model={recorded!r}") from None
-            raise
+        except CoreMismatchError:
+            raise CoreMismatchError(
+                f"the adapter(s) {', '.join(sources)} were trained on the core {recorded!r}, whose weights differ "
+                f"from {core or recorded!r}; load them with model={recorded!r}") from None
     return MultiBertTokenClassificationPipeline(mbert, router_threshold=router_threshold, sources=sources,
                                                 **pipeline_kwargs)
 

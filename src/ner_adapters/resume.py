@@ -23,25 +23,12 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from .errors import TrainingInterrupted  # noqa: F401  (re-exported: raised here)
 
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"  # written last in a checkpoint (transformers.Trainer._save_checkpoint)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-class TrainingInterrupted(RuntimeError):
-    """Training stopped on a signal after writing a checkpoint; rerun with resume to continue."""
-
-    def __init__(self, signum: int, checkpoint: str | None):
-        name = signal.Signals(signum).name
-        super().__init__(f"training interrupted by {name}; checkpoint {checkpoint or '(none written)'}; "
-                         "run again with resume_from_checkpoint to continue from it")
-        self.signum, self.checkpoint = signum, checkpoint
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:

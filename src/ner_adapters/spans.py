@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
+from .errors import TagError, TagRepairWarning  # noqa: F401  (re-exported: raised here)
 
 OUTSIDE = "O"
 
@@ -33,21 +34,6 @@ _PREFIXES = {
     "IOBES": ("B", "I", "E", "S"),
     "BILOU": ("B", "I", "L", "U"),
 }
-
-
-class TagError(ValueError):
-    """A tag sequence that cannot be read (unknown prefix or scheme, or an invalid transition in strict mode).
-
-    ``position`` is the index of the offending tag, so callers (readers) can turn it into a file line.
-    """
-
-    def __init__(self, message: str, position: int | None = None):
-        super().__init__(message)
-        self.position = position
-
-
-class TagRepairWarning(UserWarning):
-    """An ``I-`` tag with no entity before it was read as the start of a new entity (as seqeval does)."""
 
 
 @dataclass(frozen=True, order=True)

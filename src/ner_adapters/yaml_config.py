@@ -12,13 +12,10 @@ import argparse
 import difflib
 from pathlib import Path
 from typing import Any
+from .errors import ConfigFileError  # noqa: F401  (re-exported: raised here)
 
 #: Keys TrlParser consumes itself (environment variables to set).
 RESERVED_KEYS = ("env",)
-
-
-class ConfigFileError(ValueError):
-    """A config file that cannot be used: the message starts with ``file:line:`` and names the key."""
 
 
 def load_mapping(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:

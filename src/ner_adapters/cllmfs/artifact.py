@@ -14,13 +14,10 @@ from pathlib import Path
 
 from ..atomic import atomic_directory, atomic_write_text
 from .entity_types import EntityType
+from ..errors import AdapterMismatchError  # noqa: F401  (re-exported: raised here)
 
 CONFIG_NAME = "cllmfs_config.json"
 FORMAT_VERSION = 1
-
-
-class AdapterMismatchError(ValueError):
-    """An adapter used with a base model of another architecture, or a file that is not a CLLMFS adapter."""
 
 
 def architecture_fingerprint(config) -> dict:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+from ..errors import EntityTypeError  # noqa: F401  (re-exported: raised here)
 
 
 @dataclass(frozen=True)
@@ -174,10 +175,6 @@ def readable_name(label: str) -> str:
         else:
             words += _segment(part.lower(), _vocabulary())
     return " ".join(words)
-
-
-class EntityTypeError(ValueError):
-    """Entity-type descriptions that cannot be used: an empty description, or one for a label the data lacks."""
 
 
 def load_types_file(path: str | Path, labels: Iterable[str]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 from datasets import ClassLabel, Dataset, Features, List, Value
 
 from ..spans import Span, label_names, spans_from_dicts, spans_to_dicts, spans_to_tags
+from ..errors import DataFormatError  # noqa: F401  (re-exported: raised here)
 
 SPAN_FEATURE = {
     "type": Value("string"),
@@ -24,18 +25,6 @@ SPAN_FEATURE = {
 }
 
 REQUIRED_COLUMNS = ("tokens", "spans")
-
-
-class DataFormatError(ValueError):
-    """Input data that cannot be read; the message names the file and line (or the field)."""
-
-    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
-        where = ""
-        if path is not None:
-            where = f"{path}:{line}: " if line is not None else f"{path}: "
-        super().__init__(where + message)
-        self.path = str(path) if path is not None else None
-        self.line = line
 
 
 @dataclass

@@ -36,6 +36,7 @@ from pathlib import Path
 from ..paths import looks_local, missing_path_error
 from .readers import read_conll, read_conllu_entities, read_ner_jsonl
 from .schema import DataFormatError, Sentence
+from ..errors import UnknownDatasetError  # noqa: F401  (re-exported: raised here)
 
 FORMATS = ("conll", "jsonl", "conllu", "disk", "hub")
 SPLITS = ("train", "validation", "test")
@@ -47,17 +48,6 @@ _NOT_DATA = (".md", ".yaml", ".yml", ".py", ".cff", ".bib", ".pdf", ".html")
 _CONLL_OPTIONS = ("token_column", "tag_column", "min_columns", "delimiter", "scheme", "mode", "comment_prefix",
                   "encoding")
 _JSONL_OPTIONS = ("scheme", "mode", "encoding")
-
-
-class UnknownDatasetError(DataFormatError, KeyError):
-    """A dataset name that is neither registered, nor a local path, nor reachable on the Hub.
-
-    A ``KeyError`` (what ``get_spec`` always raised) and a ``ValueError`` (what the recipes and the CLI print
-    as one line); ``str()`` is the plain message, not ``KeyError``'s quoted repr.
-    """
-
-    def __str__(self) -> str:
-        return self.args[0] if self.args else ""
 
 
 def _normalised(name: str) -> str:

@@ -28,6 +28,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
+from ..errors import ArtifactError  # noqa: F401  (re-exported: raised here)
 
 MANIFEST = "ner_adapters.json"
 FORMAT = "ner_adapters.hub"
@@ -44,10 +45,6 @@ ADAPTER_FILES = ("adapter_config.json", "adapter.safetensors", "pytorch_adapter.
 HEAD_FILES = ("head_config.json", "model_head.safetensors", "pytorch_model_head.bin")
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class ArtifactError(ValueError):
-    """A folder or repo that is not a ner-adapters artifact, or artifacts that do not fit together."""
 
 
 # --- names ---------------------------------------------------------------------------------------------
@@ -310,7 +307,7 @@ class MultiBertAssembly:
     def _core(self, source: str, core_model: str, fingerprint: dict, max_length: int) -> None:
         for other, seen in self.fingerprints.items():
             if seen != fingerprint:
-                from ..cllmfs.artifact import AdapterMismatchError
+                from ..errors import AdapterMismatchError
 
                 raise AdapterMismatchError(f"{source} was trained on another core ({core_model}) than {other} "
                                            f"({self.core_models[other]}); they cannot share one model")

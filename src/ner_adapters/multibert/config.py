@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 from ..models import MINILM
+from ..errors import ConfigError  # noqa: F401  (re-exported: raised here)
 
 AdapterKind = Literal["lora", "prefix"]
 VARIANTS = ("multibert", "multibert_scratch", "general_adapter", "general_bert", "spec_bert", "routed", "router")
 # The variants that need the domain adapters trained; "router" alone trains only the domain classifier.
 ADAPTER_VARIANTS = ("multibert", "general_adapter", "routed")
-
-
-class ConfigError(ValueError):
-    """A config file or command line that cannot be used; the message names the file and the key."""
 
 
 @dataclass

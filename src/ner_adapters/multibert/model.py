@@ -36,6 +36,7 @@ from ..models import MINILM, resolve_model
 from ..spans import label_names
 from .domains import check_name
 from .tokenization import SentenceInput, TaggedEntity, check_fast, tag
+from ..errors import CoreMismatchError, MultiBertError  # noqa: F401  (re-exported: raised here)
 
 MANIFEST = "multibert.json"
 FORMAT = "ner_adapters.multibert"
@@ -75,10 +76,6 @@ def mean_pooled_classification_head():
             return super().forward(outputs, cls_output, attention_mask, return_dict, **kwargs)
 
     return MeanPooledClassificationHead
-
-
-class MultiBertError(ValueError):
-    """A wrong or missing domain, scheme or adapter, or a saved set that does not fit its core."""
 
 
 LORA_ATTN_MATRICES = ("q", "k", "v")  # what adapters' BERT LoRA can wrap in self-attention (not its output "o")
@@ -583,7 +580,7 @@ class MultiBertModel:
         self = cls.from_core(core_model or manifest["core_model"], max_length=manifest["max_length"])
         fingerprint = core_fingerprint(self.model)
         if fingerprint != manifest["core_fingerprint"]:
-            raise MultiBertError(f"{manifest_path}: the adapters were trained on another core "
+            raise CoreMismatchError(f"{manifest_path}: the adapters were trained on another core "
                                  f"({manifest['core_fingerprint']}), not {fingerprint}")
         for scheme, labels in manifest["schemes"].items():
             self._load_head(path / "heads" / scheme, HEAD_PREFIX + scheme, labels)
