@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from pathlib import Path
 
 #: Suffixes of data and model files: a name ending in one is a file name, never a Hub id.
 FILE_SUFFIXES = (".conll", ".conllu", ".conllx", ".iob", ".iob2", ".bio", ".bioes", ".txt", ".tsv", ".json",
                  ".jsonl", ".ndjson", ".gz", ".arrow", ".parquet", ".csv", ".yaml", ".yml", ".safetensors", ".bin")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?(@[\w./-]+)?$")
 
 
 def looks_local(spec: str | os.PathLike) -> bool:
@@ -36,9 +34,7 @@ def looks_local(spec: str | os.PathLike) -> bool:
     bare = text.split("@", 1)[0]
     if bare.count("/") > 1 or bare.lower().endswith(FILE_SUFFIXES):
         return True
-    if "/" in bare and Path(bare.split("/", 1)[0]).is_dir():
-        return True
-    return not _HUB_ID.match(text)
+    return "/" in bare and Path(bare.split("/", 1)[0]).is_dir()
 
 
 def nearest_existing(path: str | os.PathLike) -> tuple[Path | None, Path | None]:
