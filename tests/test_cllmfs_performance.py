@@ -6,7 +6,8 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ner_adapters.cllmfs import CLLMFSConfig, CLLMFSTrainer, PromptFormat, build_sft_dataset, dataset_entity_types
-from ner_adapters.cllmfs.cllmfs_trainer import MaskDropout, compact_fused_lm_head, use_mask_dropout
+from ner_adapters.cllmfs.cllmfs_trainer import MaskDropout, use_mask_dropout
+from ner_adapters.internals.trl import compact_fused_lm_head
 from ner_adapters.data import Sentence
 from ner_adapters.spans import Span
 

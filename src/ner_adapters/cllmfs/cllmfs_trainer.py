@@ -9,13 +9,13 @@ CL are logged separately.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 from trl import SFTTrainer
 
+from ..internals.trl import compact_fused_lm_head, keep_signature_columns, log_metric
 from .cllmfs_config import CLLMFSConfig
 from .contrastive import contrastive_loss
 
@@ -47,31 +47,6 @@ class ContrastiveCollator:
         batch["cl_pairs"] = torch.tensor(pairs, dtype=torch.long).reshape(-1, 5)
         batch["cl_negatives"] = torch.tensor(negatives, dtype=torch.long).reshape(-1, 3)
         return batch
-
-
-@contextmanager
-def compact_fused_lm_head(enabled: bool = True) -> Iterator[None]:
-    """Make TRL's fused LM head project only the positions with a label, on every device.
-
-    TRL 1.16 compacts to the labelled positions only where its Triton kernels run (CUDA, XPU); elsewhere it
-    scores every position, to keep tile shapes fixed for compilers. On CPU nothing recompiles, and in CLLMFS
-    about nine tokens in ten are prompt tokens without a label, so most of the LM head's work (a third of a
-    step for SmolLM2-135M) and its temporary logits go to positions that are masked out afterwards. The
-    per-token outputs are the same (zero on ignored positions either way). A no-op if TRL's internals differ.
-    """
-    try:
-        from trl.trainer import utils as trl_utils
-    except ImportError:  # pragma: no cover
-        enabled = False
-    original = getattr(trl_utils, "_use_triton", None) if enabled else None
-    if original is None:
-        yield
-        return
-    trl_utils._use_triton = lambda device: original(device) or device.type == "cpu"
-    try:
-        yield
-    finally:
-        trl_utils._use_triton = original
 
 
 class _BoolMaskDropout(torch.autograd.Function):
@@ -173,7 +148,7 @@ class CLLMFSTrainer(SFTTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        self._signature_columns = list(dict.fromkeys([*self._signature_columns, *CL_COLUMNS]))
+        keep_signature_columns(self, CL_COLUMNS)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         pairs = inputs.pop("cl_pairs", None)
@@ -194,7 +169,7 @@ class CLLMFSTrainer(SFTTrainer):
         steps = self.current_gradient_accumulation_steps if training and num_items_in_batch is not None else 1
         processes = self.accelerator.num_processes if self.args.average_tokens_across_devices and num_items_in_batch is not None else 1
         ce = loss.detach() * steps / processes
-        self._metrics[mode]["ce_loss"].append(self.accelerator.gather_for_metrics(ce).mean().item())
+        log_metric(self, mode, "ce_loss", self.accelerator.gather_for_metrics(ce).mean().item())
         if use_cl:
             if self._captured is None:
                 raise RuntimeError(f"the hook on decoder layer {self.cl_layer} captured nothing during the forward")
@@ -209,6 +184,6 @@ class CLLMFSTrainer(SFTTrainer):
                 noise_kind=self.args.cl_noise_kind,
             )
             loss = loss + self.args.cl_weight * cl / steps
-            self._metrics[mode]["cl_loss"].append(self.accelerator.gather_for_metrics(cl.detach()).mean().item())
+            log_metric(self, mode, "cl_loss", self.accelerator.gather_for_metrics(cl.detach()).mean().item())
         self._captured = None
         return (loss, outputs) if return_outputs else loss
