@@ -249,3 +249,13 @@ def test_registered_names_still_win_over_a_same_named_local_folder(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     assert resolve_spec("wnut17").source == "registry"
     assert os.path.isdir("wnut17")
+
+
+def test_a_mistyped_cllmfs_adapter_folder_is_a_file_not_found_error(tmp_path, monkeypatch, tiny_llm_dir):
+    from ner_adapters.cllmfs import CLLMFSExtractor
+
+    (tmp_path / "outputs" / "adapter").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no such adapter folder: outputs/adaptr; did you mean "
+                                                r"outputs/adapter\?"):
+        CLLMFSExtractor.from_pretrained(str(tiny_llm_dir), adapter="outputs/adaptr")

@@ -638,6 +638,12 @@ def answer_score(token_spans: Sequence[tuple[int, int]], logprobs: Sequence[floa
 
 
 def _download_adapter(repo_id: str) -> str:
+    """A Hub adapter's local snapshot; a name that can only be a local path (``outputs/adaptr``: ``outputs``
+    exists here) is a ``FileNotFoundError`` naming the nearest folder, not a Hub lookup that fails offline."""
     from huggingface_hub import snapshot_download
 
+    from ..paths import looks_local, missing_path_error
+
+    if looks_local(repo_id):
+        raise missing_path_error(repo_id, "adapter folder")
     return snapshot_download(repo_id)
