@@ -123,8 +123,8 @@ class ExperimentResult:
                  *[f"- {v}: {title}" for v, title in VARIANT_TITLES.items() if v in self.f1], "",
                  f"Parameters (core: {self.core_parameters:,}). {self.percent_basis()}", "", self.parameter_table()]
         if self.router:
-            pooling = f" ({self.router['pooling']} pooling)" if self.router.get("pooling") else ""
-            parts += ["", f"Router{pooling} accuracy on {self.router['groups']} held-out test groups: "
+            pooling = f", {self.router['pooling']} pooling" if self.router.get("pooling") else ""
+            parts += ["", f"Router accuracy on {self.router['groups']} held-out test groups{pooling}: "
                           f"{100 * self.router['accuracy']:.1f}% (per domain: "
                       + ", ".join(f"{d} {100 * a:.0f}%" for d, a in self.router["per_domain"].items()) + ")"]
         if self.targets:
