@@ -259,3 +259,22 @@ def test_a_mistyped_cllmfs_adapter_folder_is_a_file_not_found_error(tmp_path, mo
     with pytest.raises(FileNotFoundError, match=r"no such adapter folder: outputs/adaptr; did you mean "
                                                 r"outputs/adapter\?"):
         CLLMFSExtractor.from_pretrained(str(tiny_llm_dir), adapter="outputs/adaptr")
+
+
+def test_a_hub_dataset_id_works_wherever_a_dataset_is_named(hub_api, unique_repo_id):
+    """A token-classification dataset on the (local) Hub: loaded, counted and sampled by its id."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+    features = Features({"tokens": List(Value("string")),
+                         "ner_tags": List(ClassLabel(names=["O", "B-drug", "I-drug", "B-dose", "I-dose"]))})
+    rows = {"tokens": [["take", "aspirin", "daily"], ["ibuprofen", "200", "mg"], ["10", "mg", "twice"]] * 3,
+            "ner_tags": [[0, 1, 0], [1, 3, 4], [3, 4, 0]] * 3}  # a dose-only row: the 1-shot sample always completes
+    DatasetDict({"train": Dataset.from_dict(rows, features=features),
+                 "test": Dataset.from_dict(rows, features=features)}).push_to_hub(unique_repo_id)
+    data = load_ner_dataset(unique_repo_id, split="test")
+    assert dataset_types(data) == ["drug", "dose"] and len(data) == 9
+    spec = resolve_spec(unique_repo_id)
+    assert spec.source == "hub" and spec.types == ("drug", "dose") and set(spec.splits) == {"train", "test"}
+    episode = sample_episodes(unique_repo_id, k_shot=1, seed=0)[0]
+    assert episode.support_types == ["drug", "dose"] and episode.type_counts("support")["dose"] >= 1
+    assert len(episode.query) == 9  # row ids repeat across the Hub splits: made unique, no query row is lost

@@ -209,13 +209,25 @@ def _from_disk(path: Path, options: dict) -> dict[str, list[Sentence]]:
             except DataFormatError as err:
                 raise DataFormatError(f"split {key or '(single)'}: {err}", path) from None
         split = key and {"dev": "validation", "valid": "validation", "val": "validation"}.get(key, key)
-        had_ids = "id" in loaded[key].column_names if key else "id" in loaded.column_names
-        sentences = dataset_to_sentences(dataset)
-        if not had_ids:  # row numbers repeat across splits, and episodes keep query ids out of the support
-            for index, sentence in enumerate(sentences):
-                sentence.id = f"{split or 'data'}-{index}"
-        out[split] = sentences
-    return out
+        out[split] = dataset_to_sentences(dataset)
+    return _unique_ids(out)
+
+
+def _unique_ids(parts: dict[str, list[Sentence]]) -> dict[str, list[Sentence]]:
+    """Sentence ids made unique across splits (``train-0``, ``test-0``) when the source repeats them (row numbers
+    of ``datasets`` splits, JSONL ids counted per file): episodes keep query ids out of the support set, so a
+    test sentence sharing a train sentence's id would silently leave the query."""
+    seen: dict[str, str] = {}
+    clash = False
+    for split, sentences in parts.items():
+        for sentence in sentences:
+            if seen.setdefault(sentence.id, split) != split:
+                clash = True
+    if clash:
+        for split, sentences in parts.items():
+            for sentence in sentences:
+                sentence.id = f"{split or 'data'}-{sentence.id}"
+    return parts
 
 
 def _fingerprint(path: Path) -> tuple:
@@ -236,7 +248,8 @@ def _local_parts(path_text: str, fingerprint: tuple, file_format: str | None,
         if file_format in ("hub",):
             raise DataFormatError(f"format={file_format!r} does not apply to a local folder", path)
         files = _split_files(path)
-        return "folder", {split: _read_file(f, file_format or detect_file_format(f), options) for split, f in files.items()}
+        return "folder", _unique_ids({split: _read_file(f, file_format or detect_file_format(f), options)
+                                      for split, f in files.items()})
     if file_format in ("disk", "hub"):
         raise DataFormatError(f"format={file_format!r} does not apply to a file", path)
     chosen = file_format or detect_file_format(path)
@@ -287,7 +300,7 @@ def _hub_parts(name: str, config: str | None) -> tuple[tuple[str, ...], dict[str
     for split, dataset in parts.items():
         types += [t for t in dataset_types(dataset) if t not in types]
         out[{"dev": "validation", "valid": "validation"}.get(split, split)] = dataset_to_sentences(dataset)
-    return tuple(types), out
+    return tuple(types), _unique_ids(out)
 
 
 def hub_spec(name: str, config: str | None = None):
