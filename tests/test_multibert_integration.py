@@ -72,6 +72,12 @@ def test_recipe_on_two_uner_genres(tmp_path, capsys):
     assert model.adapter_parameters("weblog") / core < 0.02
     row = next(r for r in results["parameters"] if r["variant"] == "multibert [uner_en_ewt]")
     assert row["saved"] == 27_648 and row["trainable"] == 27_648  # head frozen in step 2
+    # "% of the core" both ways: all core parameters, and those outside the embedding layer (MiniLM: 11.9M of 22.7M)
+    embeddings = results["core_embedding_parameters"]
+    assert embeddings == model.core_embedding_parameters() == (30522 + 512 + 2) * 384 + 2 * 384
+    assert row["trainable_percent_core"] == pytest.approx(100 * 27_648 / core)
+    assert row["trainable_percent_body"] == pytest.approx(100 * 27_648 / (core - embeddings))
+    assert "outside the embedding layer" in (out / "results.md").read_text()
 
 
 def test_router_alone_trains_no_domain_adapter(tmp_path):

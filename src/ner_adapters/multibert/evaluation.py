@@ -243,6 +243,10 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
         core = AutoModel.from_pretrained(resolve_model(model_args.core_model))
         result.core_parameters = sum(p.numel() for p in core.parameters())
         result.core_embedding_parameters = sum(p.numel() for p in core.embeddings.parameters())
+    for row in result.parameters:  # both shares in results.json too, so no reader has to know the totals
+        for key in ("trainable", "saved"):
+            row[f"{key}_percent_core"] = result.percent_of_core(row[key])
+            row[f"{key}_percent_body"] = result.percent_of_core(row[key], body=True)
     _targets(result)
     result.wall_seconds = round(time.time() - started, 1)
     (out / "results.json").write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n",
