@@ -20,8 +20,10 @@ def test_yaml_then_cli_overrides(tmp_path):
     assert config.training.num_train_epochs == 2  # the command line wins
     assert config.model.lora_r == 5 and config.router.confidence_threshold == 0.7
     assert config.data.domains == ["parsner:health", "parsner:art"]
-    # the paper's defaults where nothing is said
-    assert (config.training.learning_rate, config.training.per_device_train_batch_size) == (1e-4, 16)
+    # the defaults where nothing is said: the paper's batch and LoRA, the adapter lr that trains at alpha/r = 1/3
+    assert (config.training.learning_rate, config.training.per_device_train_batch_size) == (5e-3, 16)
+    assert config.training.full_learning_rate == 1e-4 and config.training.early_stopping_min_epochs == 3
+    assert (config.model.lora_attn_matrices, config.router.router_pooling) == (["q", "v"], "mean")
     assert (config.model.lora_alpha, config.model.prefix_length, config.training.num_train_epochs) == (1, 22, 2)
 
 
