@@ -281,7 +281,8 @@ def _adapter_parameters(result: ExperimentResult, mbert: MultiBertModel, runs: S
         if scheme in mbert.general:
             general = mbert.general[scheme]
             result.parameters.append({"variant": f"general_adapter [{scheme}]",
-                                      "trainable": trained.get(f"multibert-general-{scheme}", step1),
+                                      "trainable": trained.get(f"multibert-general-{scheme}",
+                                                               head_run if head_run is not None else step1),
                                       "saved": mbert.adapter_parameters(general), "per": "scheme"})
 
 
