@@ -43,18 +43,37 @@ def test_default_config_names_the_papers_setting():
 
 
 def test_recipe_trains_extracts_and_writes_results(recipe, tmp_path, tiny_llm_dir, data_dir):
-    summary = recipe.main(["--config", str(tiny_config(tmp_path, tiny_llm_dir, data_dir)), "--n_episodes", "2"])
+    from ner_adapters.metrics import span_scores
+
+    config = tiny_config(tmp_path, tiny_llm_dir, data_dir, save_strategy="steps", save_steps=1)
+    summary = recipe.main(["--config", str(config), "--n_episodes", "2"])
     run = tmp_path / "run"
     assert summary["runs"] == 2 and summary["protocol"] == "intra" and summary["n_way"] == 2
-    assert 0.0 <= summary["micro_f1"]["mean"] <= 1.0 and summary["micro_f1"]["std"] >= 0.0
     saved = json.loads((run / "results.json").read_text())
     assert saved["micro_f1"] == summary["micro_f1"] and len(saved["episodes"]) == 2
+    episode_f1 = []
     for index in range(2):
         episode = run / f"episode-{index}"
-        assert (episode / "adapter" / "adapter_model.safetensors").is_file()
-        adapter_config = json.loads((episode / "adapter" / "cllmfs_config.json").read_text())
-        assert "micro_f1" in adapter_config["metrics"] and len(adapter_config["entity_types"]) == 2
-        assert len((episode / "predictions.jsonl").read_text().splitlines()) == 6
+        adapter = episode / "adapter"
+        assert (adapter / "adapter_model.safetensors").is_file()
+        adapter_config = json.loads((adapter / "cllmfs_config.json").read_text())
+        assert len(adapter_config["entity_types"]) == 2
+        # The recorded score is the shared metric on the saved predictions against the saved gold.
+        rows = [json.loads(line) for line in (episode / "predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == 6
+        rescored = span_scores([r["gold"] for r in rows], [r["spans"] for r in rows],
+                               types=[t["label"] for t in adapter_config["entity_types"]])
+        result = json.loads((episode / "results.json").read_text())
+        assert result["scores"]["micro"]["f1"] == pytest.approx(rescored.micro.f1)
+        assert adapter_config["metrics"]["micro_f1"] == pytest.approx(rescored.micro.f1)
+        episode_f1.append(rescored.micro.f1)
+        # A complete artifact: the project's card, the base model as given (not a converted cache folder), no
+        # TRL card naming "None", and no periodic checkpoint left beside the finished adapter.
+        card = (adapter / "README.md").read_text()
+        assert "ner-adapters" in card and "More Information Needed" not in card
+        assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_llm_dir)
+        assert not (episode / "README.md").exists() and not list(episode.glob("checkpoint-*"))
+    assert summary["micro_f1"]["mean"] == pytest.approx(sum(episode_f1) / 2)
     assert len((run / "episodes.jsonl").read_text().splitlines()) == 2
     assert yaml.safe_load((run / "config.yaml").read_text())["method"]["method"] == "cllmfs"
 

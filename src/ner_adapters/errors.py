@@ -116,6 +116,11 @@ class TrainingInterrupted(NerAdaptersError, RuntimeError):
                          "run again with resume_from_checkpoint to continue from it")
         self.signum, self.checkpoint = signum, checkpoint
 
+    @property
+    def exit_code(self) -> int:
+        """The shell's status for a process ended by this signal (143 for SIGTERM)."""
+        return 128 + self.signum
+
 
 __all__ = ["AdapterMismatchError", "ArtifactError", "ConfigError", "ConfigFileError", "CoreMismatchError",
            "DataFormatError",

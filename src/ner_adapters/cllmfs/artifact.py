@@ -74,13 +74,35 @@ class CLLMFSAdapterConfig:
 
 
 def save_adapter(model, tokenizer, output_dir: str | os.PathLike, config: CLLMFSAdapterConfig) -> Path:
-    """Save a PEFT model's adapter, its tokenizer and ``cllmfs_config.json`` atomically (temp dir, rename)."""
+    """Save a PEFT model's adapter, its tokenizer and ``cllmfs_config.json`` atomically (temp dir, rename).
+
+    The folder is complete on its own: ``adapter_config.json`` names the base model as the user gave it (a Hub
+    id, not the local folder a packaged model was converted into), and ``README.md`` is the project's card, not
+    PEFT's empty template, so a folder pushed by hand or loaded by PEFT alone is still right.
+    """
     output_dir = Path(output_dir)
     with atomic_directory(output_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        peft_config = staging / "adapter_config.json"
+        if peft_config.is_file():
+            data = json.loads(peft_config.read_text(encoding="utf-8"))
+            data["base_model_name_or_path"] = config.base_model
+            peft_config.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
         (staging / CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2, ensure_ascii=False), encoding="utf-8")
+        write_card(staging, name=output_dir.parent.name or output_dir.name)
     return output_dir
+
+
+def write_card(folder: str | os.PathLike, *, name: str | None = None, episode_results: dict | None = None,
+               run_results: dict | None = None, run_config: dict | None = None) -> None:
+    """The project's model card (``README.md``) in an adapter folder, from what the folder and the run recorded."""
+    from ..hub.model_card import cllmfs_card
+
+    folder = Path(folder)
+    card = cllmfs_card(name or folder.name, folder, episode_results=episode_results, run_results=run_results,
+                       run_config=run_config, network=False)
+    atomic_write_text(folder / "README.md", str(card))
 
 
 def update_metrics(folder: str | os.PathLike, metrics: dict) -> None:

@@ -28,6 +28,8 @@ class CLLMFSConfig(SFTConfig):
             fused LM head on every device. TRL does so only where Triton runs (GPUs) and scores every position
             elsewhere; in CLLMFS most positions are prompt tokens, so on CPU this cuts the LM head's work several
             times over (see ``benchmarks/README.md``). The loss is the same.
+        keep_checkpoints (`bool`, defaults to `False`): keep an episode's periodic checkpoints once its adapter and
+            results are written (they only serve to resume an unfinished episode).
 
     Defaults that differ from [`SFTConfig`]: ``gradient_checkpointing=False`` (the models this targets are small
     and it costs time), ``bf16`` only when a GPU is present (bf16 autocast is much slower on CPU), and
@@ -45,12 +47,17 @@ class CLLMFSConfig(SFTConfig):
     compact_lm_head: bool = field(
         default=True, metadata={"help": "Project only the completion positions through the LM head (CPU too)."}
     )
+    keep_checkpoints: bool = field(
+        default=False, metadata={"help": "Keep the periodic checkpoints (with optimizer state) of a finished episode."}
+    )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward."})
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (LoRA)."})
 
     def __post_init__(self):
         if self.bf16 is None and not self.fp16:
             self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if self.use_cpu or not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False  # nothing to pin for; torch warns once per dataloader otherwise
         super().__post_init__()
         if self.cl_weight < 0:
             raise ValueError(f"cl_weight must be >= 0, got {self.cl_weight}")

@@ -136,6 +136,10 @@ class CLLMFSTrainer(SFTTrainer):
         self._capturing = False
         self._hook = layers[self.cl_layer - 1].register_forward_hook(self._capture_hidden)
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """No TRL card in the run folder: it would name a local cache folder (or "None") as the base model.
+        The adapter folder gets the project's card (:func:`ner_adapters.cllmfs.artifact.write_card`)."""
+
     def _get_train_sampler(self, train_dataset=None):
         """With ``group_by_length``, batches in an order fixed by (seed, epoch): a resumed run sees the same ones."""
         from ..resume import resumable_train_sampler

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from ..metrics import NERScores, span_scores, summarize
 from ..models import MINILM, resolve_model
 from ..resume import CheckpointOnSignal, last_complete_checkpoint
 from ..spans import Span
-from .artifact import CLLMFSAdapterConfig, architecture_fingerprint, save_adapter, update_metrics
+from .artifact import CLLMFSAdapterConfig, architecture_fingerprint, save_adapter, update_metrics, write_card
 from .cllmfs_config import CLLMFSConfig
 from .entity_types import EntityType
 from .extraction import CLLMFSExtractor, DecodingConfig
@@ -368,6 +369,10 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     if adapter_dir is not None:
         update_metrics(adapter_dir, {"episode": episode.id, "micro_f1": scores.micro.f1,
                                      "per_type_f1": {t: s.f1 for t, s in scores.per_type.items()}})
+        write_card(adapter_dir, name=f"{output_dir.parent.name}-{output_dir.name}", episode_results=result)
+    if not training_args.keep_checkpoints:  # the episode is finished: its resume points have served
+        for checkpoint in output_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
     print(f"\n{episode.id} [{method_args.method}] micro-F1 {scores.micro.f1:.4f}\n{scores.table()}\n", flush=True)
     return result
 
@@ -405,7 +410,7 @@ def _hold_back(parts, fraction: float, seed: int):
 
 
 _SPEED_ONLY_DECODING = ("batch_size", "prefill_tokens")
-_RUN_ONLY_TRAINING = ("logging_dir", "resume_from_checkpoint")
+_RUN_ONLY_TRAINING = ("logging_dir", "resume_from_checkpoint", "keep_checkpoints")
 
 
 def _same_experiment(config_path: Path, config: dict) -> bool:
