@@ -32,11 +32,12 @@ def wordpiece():
     return AutoTokenizer.from_pretrained(resolve_model(MINILM))
 
 
-def test_every_registered_type_is_described():
+def test_every_registered_type_is_described_once_in_the_registry():
     for name in list_datasets():
-        described = {label for label, _, _ in DESCRIPTIONS[name]}
-        assert described == set(get_spec(name).types), name
-        assert all(len(d) > 10 for _, _, d in DESCRIPTIONS[name])
+        spec = get_spec(name)
+        assert set(spec.type_descriptions) == set(spec.types), name
+        assert all(len(description) > 10 for _, description in spec.type_descriptions.values()), name
+        assert [label for label, _, _ in DESCRIPTIONS[name]] == list(spec.types)  # the prompts' view of it
 
 
 def test_user_types():

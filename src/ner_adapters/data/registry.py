@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from datasets import Dataset, DatasetDict
 
@@ -51,6 +51,9 @@ class DatasetSpec:
     folder: Path | None = None
     #: ``"registry"``, ``"local"`` (a file or folder, :func:`ner_adapters.data.sources.local_spec`) or ``"hub"``.
     source: str = "registry"
+    #: ``{label: (display name, description)}``: how prompts name and define each type (CLLMFS instructions,
+    #: model cards). Every registered type has one; a user's dataset has none (defaults come from the label).
+    type_descriptions: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
 
 def _conll_files(files: dict[str, str], **read_options) -> Callable:
@@ -147,16 +150,36 @@ def _read_presidio(folder: Path, config: str | None, split: str, options: dict) 
     return seeded_split(read_presidio_json(_find(folder, "synth_dataset_v2.json"), **options), split, seed)
 
 
-PRESIDIO_TYPES = ("PERSON", "STREET_ADDRESS", "GPE", "ORGANIZATION", "CREDIT_CARD", "DATE_TIME", "TITLE",
-                  "PHONE_NUMBER", "AGE", "NRP", "EMAIL_ADDRESS", "ZIP_CODE", "DOMAIN_NAME", "IBAN_CODE", "US_SSN",
-                  "IP_ADDRESS", "US_DRIVER_LICENSE")
+def described(*entries: tuple[str, str, str]) -> dict:
+    """``types`` and ``type_descriptions`` of a :class:`DatasetSpec` from ``(label, display name, description)``
+    entries, so each type is written once, with its description beside it."""
+    return {"types": tuple(label for label, _, _ in entries),
+            "type_descriptions": {label: (name, description) for label, name, description in entries}}
+
+
+_PERSON = "a specific, named person, real or fictional, referred to by name"
+_ORGANIZATION = "a named organization, such as a company, institution, agency, team or political party"
+
 
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
         DatasetSpec(
             name="wnut17", language="en", domain="social media",
-            types=("person", "location", "group", "corporation", "product", "creative-work"),
+            **described(
+                ("person", "Person", "the name of a person, including fictional characters and online handles used "
+                                     "as names"),
+                ("location", "Location", "the name of a place, such as a country, city, building, street or natural "
+                                         "landmark"),
+                ("group", "Group", "the name of a group of people that is not a company, such as a band, sports "
+                                   "team, political party or community"),
+                ("corporation", "Corporation", "the name of a company, brand-owning business or commercial "
+                                               "organization"),
+                ("product", "Product", "the name of a product or service, such as a device, app, vehicle, software "
+                                       "or food brand"),
+                ("creative-work", "Creative Work", "the title of a creative work, such as a song, film, book, TV "
+                                                   "show, video game or artwork"),
+            ),
             splits=("train", "validation", "test"), licence="CC-BY-4.0", open_licence=True, hub_id="wnut_17",
             citation="Derczynski et al. 2017, Results of the WNUT2017 Shared Task on Novel and Emerging Entity Recognition",
             reader=_conll_files({"train": "wnut17train.conll", "validation": "emerging.dev.conll",
@@ -164,7 +187,13 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="conll2003", language="en", domain="news",
-            types=("person", "location", "organisation", "misc"),
+            **described(
+                ("person", "Person", _PERSON),
+                ("location", "Location", "a named place, such as a country, city, region, river or mountain"),
+                ("organisation", "Organisation", _ORGANIZATION + ", or a sports club"),
+                ("misc", "Miscellaneous", "another named entity that is not a person, location or organisation, "
+                                          "such as a nationality, language, event, or the name of a product or work"),
+            ),
             splits=("train", "validation", "test"), licence="Reuters RCV1 licence (text); not redistributable",
             hub_id="conll2003",
             citation="Tjong Kim Sang and De Meulder 2003, CoNLL-2003 shared task",
@@ -172,8 +201,24 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="gum", language="en", domain="multi-genre",
-            types=("abstract", "animal", "event", "object", "organization", "person", "place", "plant",
-                   "substance", "time"),
+            **described(
+                ("abstract", "Abstract", "a mention of an abstract notion, such as an idea, field, quality, policy "
+                                         "or named prize, law or work"),
+                ("animal", "Animal", "a mention of an animal or animal species"),
+                ("event", "Event", "a mention of an event or happening, such as a war, election, meeting, storm or "
+                                   "festival"),
+                ("object", "Object", "a mention of a concrete, inanimate object or artifact, such as a tool, "
+                                     "building part, vehicle or document"),
+                ("organization", "Organization", "a mention of an organization or institution, such as a company, "
+                                                 "government, school or team"),
+                ("person", "Person", "a mention of a person or group of people, named or not"),
+                ("place", "Place", "a mention of a place or location, such as a country, city, building or region"),
+                ("plant", "Plant", "a mention of a plant, tree or plant species"),
+                ("substance", "Substance", "a mention of a substance or material, such as water, food, chemicals or "
+                                           "metals"),
+                ("time", "Time", "a mention of a point or period in time, such as a date, year, day, season or "
+                                 "duration"),
+            ),
             splits=("train", "validation", "test", "test2"), configs=GUM_GENRES + GENTLE_GENRES, config_kind="genre",
             licence="CC-BY-4.0 annotations; per-genre text licences, some non-commercial",
             citation="Zeldes 2017, The GUM corpus",
@@ -181,7 +226,17 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="arman", language="fa", domain="formal news",
-            types=("pers", "org", "loc", "fac", "pro", "event"),
+            **described(
+                ("pers", "Person", _PERSON),
+                ("org", "Organization", _ORGANIZATION),
+                ("loc", "Location", "a named geographical place, such as a country, city, province, river or "
+                                    "mountain"),
+                ("fac", "Facility", "a named facility or man-made structure, such as a building, airport, bridge, "
+                                    "stadium or hospital"),
+                ("pro", "Product", "a named product, such as a device, vehicle, software, publication or brand"),
+                ("event", "Event", "a named event, such as a war, festival, election, conference or sports "
+                                   "tournament"),
+            ),
             splits=("train", "test"), configs=("fold1", "fold2", "fold3"), default_config="fold1", config_kind="fold",
             licence="academic research use only",
             citation="Poostchi et al. 2018, BiLSTM-CRF for Persian named-entity recognition (ArmanPersoNERCorpus)",
@@ -189,14 +244,28 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="parstwiner", language="fa", domain="informal tweets",
-            types=("PER", "LOC", "ORG", "NAT", "POG", "EVE"),
+            **described(
+                ("PER", "Person", _PERSON),
+                ("LOC", "Location", "a named geographical place or facility, such as a country, city, street or "
+                                    "building"),
+                ("ORG", "Organization", _ORGANIZATION),
+                ("NAT", "Nation", "a nation or nationality, such as Iranian, Afghans or Americans"),
+                ("POG", "Political Group", "a named political, religious or ideological group or movement"),
+                ("EVE", "Event", "a named event, such as a war, election, holiday, match or festival"),
+            ),
             splits=("train", "validation", "test"), licence="MIT", open_licence=True,
             citation="Aghajani et al. 2021, ParsTwiNER: a corpus for NER at informal Persian",
             reader=_conll_files({"train": "train.txt", "validation": "dev.txt", "test": "test.txt"}),
         ),
         DatasetSpec(
             name="parsner", language="fa", domain="10 social-media topics",
-            types=("PERS", "LOC", "ORG", "MISC"),
+            **described(
+                ("PERS", "Person", _PERSON),
+                ("LOC", "Location", "a named place, such as a country, city, region or landmark"),
+                ("ORG", "Organization", _ORGANIZATION),
+                ("MISC", "Miscellaneous", "another named entity that is not a person, location or organization, "
+                                          "such as an event, product, work, nationality or date"),
+            ),
             splits=("train", "validation", "test"), configs=PARSNER_DOMAINS, config_kind="domain",
             licence="none stated",
             citation="Asgari 2021, ParsNER (github.com/majidasgari/ParsNER)",
@@ -204,7 +273,11 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="uner_en_ewt", language="en", domain="web text (5 genres)",
-            types=("PER", "ORG", "LOC"),
+            **described(
+                ("PER", "Person", _PERSON),
+                ("ORG", "Organization", _ORGANIZATION),
+                ("LOC", "Location", "a named place, such as a country, city, region, street, building or landmark"),
+            ),
             splits=("validation", "test"), configs=UNER_EWT_GENRES, config_kind="genre",
             licence="CC-BY-SA-4.0", open_licence=True,
             citation="Mayhew et al. 2024, Universal NER: A Gold-Standard Multilingual NER Benchmark",
@@ -212,7 +285,26 @@ REGISTRY: dict[str, DatasetSpec] = {
         ),
         DatasetSpec(
             name="presidio_synth", language="en", domain="synthetic PII",
-            types=PRESIDIO_TYPES,
+            **described(
+                ("PERSON", "Person", "the full or partial name of a person"),
+                ("STREET_ADDRESS", "Street Address", "a postal street address, with number, street and possibly "
+                                                     "city and code"),
+                ("GPE", "Geopolitical Entity", "a country, state, city or other political region"),
+                ("ORGANIZATION", "Organization", "the name of a company, institution or other organization"),
+                ("CREDIT_CARD", "Credit Card", "a credit card number"),
+                ("DATE_TIME", "Date Time", "a date, time, day, month, year or period"),
+                ("TITLE", "Title", "a personal title or honorific, such as Mr., Dr. or Professor"),
+                ("PHONE_NUMBER", "Phone Number", "a telephone or fax number"),
+                ("AGE", "Age", "the age of a person"),
+                ("NRP", "Nationality Religion Politics", "a nationality, religious or political group"),
+                ("EMAIL_ADDRESS", "Email Address", "an email address"),
+                ("ZIP_CODE", "Zip Code", "a postal or zip code"),
+                ("DOMAIN_NAME", "Domain Name", "an internet domain name or website address"),
+                ("IBAN_CODE", "IBAN Code", "an international bank account number (IBAN)"),
+                ("US_SSN", "Social Security Number", "a US social security number"),
+                ("IP_ADDRESS", "IP Address", "an IPv4 or IPv6 network address"),
+                ("US_DRIVER_LICENSE", "Driver License", "a US driver's license number"),
+            ),
             splits=("train", "validation", "test"), licence="MIT", open_licence=True,
             citation="Microsoft presidio-research, synth_dataset_v2",
             reader=_read_presidio,
