@@ -203,13 +203,44 @@ def sample_episodes(
     query_split: str = "test",
     data_dir: str | os.PathLike | None = None,
 ) -> list[Episode]:
-    """Episodes from any datasets: INTRA when ``target`` is ``None`` (or equal to ``source``), else INTER.
-    Episode ``i`` uses seed ``seed + i``, so episode sets are reproducible and extendable.
+    """N-way K-shot few-shot episodes: INTRA when ``target`` is ``None`` (or equal to ``source``), else INTER.
 
-    ``source`` and ``target`` are registered names, your own files or folders, or Hub ids
-    (:func:`ner_adapters.data.registry.resolve_spec`); the types to sample from are the dataset's label set,
-    read from the data for your own files. A folder or file without a train split (one file alone) is split
-    into seeded train/validation/test parts."""
+    Support sets follow Few-NERD's greedy algorithm: every sampled type appears K to 2K times. Episode ``i`` uses
+    seed ``seed + i``, so episode sets are reproducible and extendable, and every method run on them sees the same
+    support and query sentences.
+
+    Args:
+        source (`str`): the support dataset: a registered name, your own file or folder, or a Hub id
+            (:func:`ner_adapters.data.registry.resolve_spec`); the label set is read from the data for your own
+            files, and a file without a train split is split into seeded train/validation/test parts.
+        target (`str`, *optional*): the query dataset of an INTER episode (its own types).
+        n_way (`int`, *optional*): types per episode, sampled from the label set (default: all of them); the
+            other types' mentions count as outside.
+        types (`list[str]`, *optional*): exactly these types instead of sampling ``n_way``.
+        k_shot (`int`, defaults to 5): K.
+        n_episodes (`int`, defaults to 1), seed (`int`, defaults to 0): how many episodes, from which seed.
+        query_size (`int`, *optional*): a fixed random subset of the query split per episode (default: all of it).
+        query_k_shot (`int`, *optional*): sample the queries like a support set instead (Few-NERD's query sets).
+        source_config, target_config (`str`, *optional*): subsets (genre, domain, fold).
+        support_split, query_split (`str`): the splits to draw from (``"train"`` and ``"test"``).
+        data_dir (`str` or `os.PathLike`, *optional*): the folder of the registered datasets.
+
+    Returns:
+        `list[Episode]`: each with ``support`` and ``query`` sentences and their types; ``save_episodes`` writes
+        them to JSONL for other tools.
+
+    Raises:
+        `ner_adapters.errors.EpisodeSamplingError`: the data cannot give every type K to 2K mentions.
+        `ner_adapters.errors.UnknownDatasetError`, `FileNotFoundError`: as :func:`load_ner_dataset`.
+
+    Example:
+
+    ```python
+    >>> from ner_adapters.episodes import sample_episodes
+    >>> episodes = sample_episodes("wnut17", k_shot=5, n_episodes=5, seed=0, query_size=500)   # INTRA
+    >>> inter = sample_episodes("conll2003", target="wnut17", k_shot=5)                        # INTER
+    ```
+    """
     from .data.registry import load_sentences, resolve_spec
 
     source, target = os.fspath(source), (os.fspath(target) if target is not None else None)

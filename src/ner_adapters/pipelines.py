@@ -441,15 +441,65 @@ def pipeline(
     torch_dtype: torch.dtype | None = None,
     **kwargs,
 ) -> MultiBertTokenClassificationPipeline | CLLMFSTokenClassificationPipeline:
-    """A token-classification pipeline for ner-adapters artifacts (see the module docstring).
+    """A `transformers` token-classification pipeline over ner-adapters artifacts, loaded from the Hub or a folder.
 
-    ``model``: the core (Multi-BERT) or base LLM (CLLMFS), a Hub id or folder; by default the one the adapter
-    records. ``router_dtype`` ("float32", "bfloat16", "float16" or "auto") is the domain classifier's compute
-    dtype (see ``MultiBertModel.classify``). ``decoding`` (CLLMFS) is a ``DecodingConfig``: e.g.
-    ``resolve_overlaps="none"`` keeps a span under every type that listed it (the paper; default ``"score"``: the
-    best-scored type), ``none_threshold=0.3`` lists an entity from that probability on; without it, the adapter's
-    calibrated threshold (if any) applies. Other keyword arguments (``batch_size``, ``domain``, ``ignore_labels``, ``return_domain``) are
-    the pipeline's defaults for every call.
+    Multi-BERT domain adapters (one, several, or all of a saved set) tag with their domain's adapter; a domain
+    classifier routes each text to the adapter of the domain it predicts; a CLLMFS LoRA adapter extracts the
+    entity types it is given. The result is a real `transformers.Pipeline` (lists, `batch_size=`, datasets and
+    generators work), and every entity satisfies `text[start:end] == word`.
+
+    Args:
+        task (`str`, defaults to `"token-classification"`):
+            `"token-classification"` or its alias `"ner"`.
+        model (`str` or `os.PathLike`, *optional*):
+            The core (Multi-BERT) or base LLM (CLLMFS), a Hub id or folder. Defaults to the one the adapter records.
+            With `adapter="auto"`, the router repo or saved Multi-BERT folder to route with.
+        adapter (`str`, `os.PathLike` or a list of them):
+            A domain adapter, a list of them, a domain classifier repo, a saved Multi-BERT folder, `"auto"`, or a
+            CLLMFS adapter; `"repo@revision"` pins one repo.
+        entity_types (`list[str]` or `dict[str, str]`, *optional*):
+            CLLMFS: the types to extract, as labels or `{label: description}` (defaults to the adapter's own).
+        aggregation_strategy (`str`, defaults to `"simple"`):
+            How sub-token labels become entities, as in transformers (`"simple"`, `"first"`, `"average"`, `"max"`,
+            `"none"`). Multi-BERT heads are trained on each word's first sub-token.
+        router_threshold (`float`, *optional*):
+            Below this probability the router falls back to the scheme's general adapter (default: the saved one).
+        router_dtype (`str`, *optional*):
+            The domain classifier's compute dtype: `"float32"`, `"bfloat16"`, `"float16"` or `"auto"`.
+        revision (`str`, *optional*), cache_dir (`str` or `os.PathLike`, *optional*), token (`str` or `bool`, *optional*):
+            Applied to the adapter repos, as in `huggingface_hub`.
+        device (`int`, `str` or `torch.device`, *optional*):
+            Where the model runs.
+        decoding (`DecodingConfig`, *optional*):
+            CLLMFS decoding: e.g. `resolve_overlaps="none"` keeps a span under every type that listed it (the paper;
+            default `"score"`: the best-scored type), `none_threshold=0.3` lists an entity from that probability
+            on (default: the adapter's calibrated threshold, if any).
+        torch_dtype (`torch.dtype`, *optional*):
+            The dtype to load the base LLM in (CLLMFS).
+        **kwargs:
+            The pipeline's defaults for every call: `batch_size`, `domain`, `ignore_labels`, `return_domain`.
+
+    Returns:
+        `MultiBertTokenClassificationPipeline` or `CLLMFSTokenClassificationPipeline`: called on a text (or a list),
+        it returns dictionaries with `entity_group`, `score`, `word`, `start` and `end` (plus `domain` and
+        `domain_score` when routed).
+
+    Raises:
+        `FileNotFoundError`: `adapter` looks like a local path that does not exist (the nearest folder is named).
+        `ner_adapters.errors.AdapterMismatchError`: the adapter was trained on another core or base model.
+        `ner_adapters.errors.ArtifactError`: the folder or repo is not a ner-adapters artifact.
+        `ValueError`: another task, or no adapter.
+
+    Example:
+
+    ```python
+    >>> from ner_adapters import pipeline
+    >>> ner = pipeline("token-classification", adapter="my-org/ner-adapters-router")
+    >>> ner("Mary flew to Paris. She loved it.", return_domain=True)
+    {'entities': [...], 'domain': 'email', 'domain_score': 0.82, ...}
+    >>> cllmfs = pipeline("ner", model="HuggingFaceTB/SmolLM2-135M-Instruct", adapter="outputs/cllmfs/run/episode-0/adapter",
+    ...                   entity_types={"drug": "the name of a medication"})
+    ```
     """
     if task not in TASKS:
         raise ValueError(f"ner_adapters.pipeline supports the task 'token-classification' (alias 'ner'), not {task!r}")

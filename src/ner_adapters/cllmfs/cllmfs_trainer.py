@@ -112,8 +112,29 @@ def default_cl_layer(num_hidden_layers: int) -> int:
 class CLLMFSTrainer(SFTTrainer):
     """[`SFTTrainer`] whose loss is completion-only CE + ``args.cl_weight`` * InfoNCE (see the module docstring).
 
-    The train dataset comes from :func:`ner_adapters.cllmfs.sft_data.build_sft_dataset` (tokenized, with
-    ``labels`` and the contrastive token positions). Pass LoRA through ``peft_config`` as with TRL.
+    Args:
+        model (`str` or `PreTrainedModel`): the causal LM (a Hub id, folder or model), as for TRL.
+        args (`CLLMFSConfig`, *optional*): TRL's `SFTConfig` plus `cl_weight`, `cl_layer` (default: 0.8 of the
+            depth), `cl_temperature`, `cl_noise_scale`, `cl_max_negatives`, `compact_lm_head`, `keep_checkpoints`.
+        data_collator (*optional*): TRL's collator is wrapped so the contrastive token positions survive it.
+        **kwargs: as for `SFTTrainer`: `train_dataset` (from
+            :func:`ner_adapters.cllmfs.sft_data.build_sft_dataset`: tokenized, with `labels` and the contrastive
+            positions), `processing_class`, `peft_config` (LoRA), `callbacks`...
+
+    Raises:
+        `TypeError`: `args` is not a `CLLMFSConfig`.
+        `ValueError`: `cl_layer` is outside the model's layers.
+
+    Example:
+
+    ```python
+    >>> from peft import LoraConfig
+    >>> from ner_adapters.cllmfs import CLLMFSConfig, CLLMFSTrainer, PromptFormat, build_sft_dataset
+    >>> train = build_sft_dataset(support_sentences, entity_types, PromptFormat(tokenizer))
+    >>> trainer = CLLMFSTrainer(model, args=CLLMFSConfig("out", cl_weight=0.001, use_cpu=True), train_dataset=train,
+    ...                         processing_class=tokenizer, peft_config=LoraConfig(r=16, task_type="CAUSAL_LM"))
+    >>> trainer.train()   # logs ce_loss and cl_loss beside TRL's own metrics
+    ```
     """
 
     _tag_names = ["trl", "sft", "cllmfs", "ner-adapters"]

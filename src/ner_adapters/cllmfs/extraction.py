@@ -165,11 +165,37 @@ def locate(text: str, boundaries: Sequence[tuple[int, int]], strings: Sequence[s
 class CLLMFSExtractor:
     """Entity extraction with a CLLMFS-tuned (or plain, for zero-shot) causal LM.
 
-    Example::
+    Prompts once per entity type (or once for all types with `prompt_mode="all_types"`), decodes greedily with a
+    constraint that only allows word-aligned substrings of the input listed in reading order, and stops at the
+    end-of-turn token. Overlapping answers of different types are resolved by the model's own score
+    (`DecodingConfig.resolve_overlaps`); long inputs are split into overlapping chunks.
 
-        extractor = CLLMFSExtractor.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="outputs/cllmfs/adapter")
-        extractor("Andrew Little met Jacinda Ardern in Wellington.")
-        # [{'entity_group': 'person', 'score': 0.97, 'word': 'Andrew Little', 'start': 0, 'end': 13}, ...]
+    Args:
+        model (`PreTrainedModel` or `PeftModel`): the causal LM (with its LoRA adapter).
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer; a chat template is used when it has one, the paper's
+            literal `<im_start>`/`<im_end>` markers otherwise.
+        entity_types (`list[str]`, `list[EntityType]` or `dict[str, str]`): the types to extract, with
+            descriptions (`{label: description}`); a label alone gets a readable default.
+        prompt_mode (`str`, defaults to `"per_type"`): `"per_type"` (the paper) or `"all_types"`.
+        decoding (`DecodingConfig`, *optional*): greedy or sampled decoding, batch sizes, `max_new_tokens`,
+            `constrained`, `resolve_overlaps`, `none_threshold`.
+        format_hint (`bool`, defaults to `False`): spell the answer format out in the instruction (zero-shot).
+        make_logits_processors (`Callable`, *optional*): see `__init__`.
+
+    Returns (when called on a text or a list of texts):
+        `list[dict]` per text, like the transformers token-classification pipeline: `entity_group`, `score`,
+        `word`, `start`, `end`, with `text[start:end] == word`.
+
+    Example:
+
+    ```python
+    >>> from ner_adapters.cllmfs import CLLMFSExtractor
+    >>> extractor = CLLMFSExtractor.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct",
+    ...                                             adapter="outputs/cllmfs/wnut17_intra_5shot/episode-0/adapter")
+    >>> extractor("Andrew Little met Jacinda Ardern in Wellington.")
+    [{'entity_group': 'person', 'score': 0.97, 'word': 'Andrew Little', 'start': 0, 'end': 13}, ...]
+    >>> extractor("...", entity_types={"drug": "the name of a medication"})   # other types, same adapter
+    ```
     """
 
     def __init__(

@@ -451,6 +451,27 @@ def load_ner_dataset(
         data_dir: the folder holding the dataset folders (see :func:`resolve_data_dir`).
         options: reader options, e.g. ``entities="named"`` for GUM, ``seed=`` for the seeded ParsNER and
             Presidio splits, ``mode="strict"`` to reject ill-formed tag sequences.
+
+    Returns:
+        `datasets.Dataset` (one split) or `datasets.DatasetDict`, with the columns ``tokens``, ``ner_tags`` (an
+        IOB2 ``ClassLabel``), ``spans`` (type, token and character offsets; ends exclusive), ``domain`` and
+        ``document_id``.
+
+    Raises:
+        `ner_adapters.errors.UnknownDatasetError`: a name that is neither registered, nor a path, nor on the Hub
+            (a close registered name is suggested at once; offline, no network retries).
+        `FileNotFoundError`: a path that does not exist (the nearest existing folder is named).
+        `ner_adapters.errors.DataFormatError`: a file that cannot be read, naming the file and line.
+
+    Example:
+
+    ```python
+    >>> from ner_adapters import load_ner_dataset
+    >>> wnut = load_ner_dataset("wnut17", split="test")
+    >>> wnut[0]["tokens"][:4], wnut.features["ner_tags"].feature.names[:3]
+    (['&', 'gt', ';', '*'], ['O', 'B-person', 'I-person'])
+    >>> mine = load_ner_dataset("path/to/my_conll_folder")     # train/dev/test files, types read from the data
+    ```
     """
     if os.fspath(name) not in REGISTRY or isinstance(name, os.PathLike):
         from .sources import check_hub_name

@@ -147,12 +147,42 @@ def push_multibert(model_dir: str | os.PathLike, *, namespace: str, prefix: str,
                    template_dir: str | os.PathLike | None = None, example: str | None = None,
                    licence: str | None = None, core_model: str | None = None,
                    dry_run: bool = False) -> list[PushResult]:
-    """Push each domain adapter (with its head and label map) and then the domain classifier.
+    """Push a saved Multi-BERT set to the Hub: each domain adapter (with its head and label map) as its own repo
+    ``<namespace>/<prefix>-<domain>``, then the domain classifier ``<namespace>/<prefix>-router``, pinned to the
+    adapter revisions just pushed. One atomic commit per repo; an unchanged repo gets no commit, and a push that
+    failed midway is finished by calling again (each repo is at its previous revision or complete at the new one).
 
-    ``domains`` limits which adapters go (default: all, general adapters included); the router needs every
-    adapter it routes to, so it is only pushed when all of those are. ``core_model`` names the core's Hub id
-    when the model was trained from a local folder (loading still checks the weights' fingerprint).
-    ``dry_run`` exports the folders and cards under ``export_dir`` without any network call.
+    Args:
+        model_dir (`str` or `os.PathLike`): a saved set (`MultiBertModel.save`, the recipe's `<output_dir>/model`).
+        namespace (`str`), prefix (`str`): the repos' owner and name prefix.
+        export_dir (`str` or `os.PathLike`): where each repo's folder (weights, manifest, card) is written first.
+        results (`dict`, *optional*): the run's `results.json`, whose measured scores go into the cards.
+        domains (`list[str]`, *optional*): only these adapters (default: all, general adapters included); the
+            router needs every adapter it routes to, so it is pushed only when all of those are.
+        push_router (`bool`, defaults to `True`): push the domain classifier too.
+        api (`HfApi`, *optional*), token (`str` or `bool`, *optional*), private (`bool`, *optional*): as in
+            `huggingface_hub`; the token is never printed or logged.
+        template_dir (*optional*), example (`str`, *optional*), licence (`str`, *optional*): card template folder,
+            the usage example's text, the licence id.
+        core_model (`str`, *optional*): the core's Hub id when the set was trained from a local folder (loading
+            still checks the weights' fingerprint).
+        dry_run (`bool`, defaults to `False`): export the folders and cards only, with no network call.
+
+    Returns:
+        `list[PushResult]`: per repo, its id, kind, commit, whether it committed, and the exported folder.
+
+    Raises:
+        `ner_adapters.errors.ArtifactError`: `model_dir` is not a saved set, or the adapters do not fit together.
+        `huggingface_hub.utils.HfHubHTTPError`: the Hub refused a call (nothing half-written is left).
+
+    Example:
+
+    ```python
+    >>> from ner_adapters.hub.push import push_multibert
+    >>> push_multibert("outputs/multibert/default/model", namespace="my-org", prefix="ner-adapters",
+    ...                export_dir="outputs/export")
+    [PushResult(repo_id='my-org/ner-adapters-email', kind='multibert-domain', ...), ...]
+    ```
     """
     from .model_card import DEFAULT_EXAMPLE, multibert_domain_card, multibert_router_card
 
@@ -220,9 +250,28 @@ def push_cllmfs_run(run_dir: str | os.PathLike, *, namespace: str, prefix: str, 
                     private: bool | None = None, template_dir: str | os.PathLike | None = None,
                     example: str | None = None, licence: str | None = None, base_model: str | None = None,
                     dry_run: bool = False) -> list[PushResult]:
-    """Push the LoRA adapter of each episode of a CLLMFS run (``outputs/cllmfs/<run>``) as its own repo:
-    ``<prefix>-cllmfs-<run>``, with ``-episode-<i>`` when the run has several episodes. ``base_model`` names
-    the LLM's Hub id when it was trained from a local folder (loading still checks its architecture)."""
+    """Push the LoRA adapter of each episode of a CLLMFS run (``outputs/cllmfs/<run>``) as its own repo
+    ``<namespace>/<prefix>-cllmfs-<run>``, with ``-episode-<i>`` when the run has several episodes, with a card
+    carrying the episode's measured scores. Same guarantees as :func:`push_multibert`.
+
+    Args:
+        run_dir (`str` or `os.PathLike`): the recipe's run folder (`episode-<i>/adapter`, `results.json`).
+        episodes (`list[int]`, *optional*): only these episodes (default: all).
+        base_model (`str`, *optional*): the LLM's Hub id when it was trained from a local folder (loading still
+            checks its architecture).
+        Other arguments: as :func:`push_multibert`.
+
+    Returns:
+        `list[PushResult]`, one per episode pushed.
+
+    Example:
+
+    ```python
+    >>> from ner_adapters.hub.push import push_cllmfs_run
+    >>> push_cllmfs_run("outputs/cllmfs/wnut17_intra_5shot", namespace="my-org", prefix="ner-adapters",
+    ...                 export_dir="outputs/export", dry_run=True)
+    ```
+    """
     import yaml
 
     from .model_card import DEFAULT_EXAMPLE, cllmfs_card
