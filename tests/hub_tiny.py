@@ -65,8 +65,13 @@ def push_model_folder(api, folder: Path, name: str) -> str:
 
 
 def build_multibert_run(root: Path, api, seed: int = 3) -> MultiBertRun:
-    """Train nothing: random adapters/heads (from ``seed``), saved and scored like ``recipes/train_multibert.py``."""
+    """Train nothing: random adapters/heads (from ``seed``), saved and scored like ``recipes/train_multibert.py``.
+    ``wall_seconds`` is this build's own measured time (the cards print it as the run's)."""
+    import time
+
     import torch
+
+    started = time.perf_counter()
 
     from ner_adapters.metrics import span_scores
     from ner_adapters.multibert import AdapterSpec, MultiBertModel, make_groups, router_accuracy
@@ -97,7 +102,7 @@ def build_multibert_run(root: Path, api, seed: int = 3) -> MultiBertRun:
         "config": {"data": {"domains": [f"{SCHEME}:{d}" for d in DOMAINS], "schemes": []}},
         "command": "python recipes/train_multibert.py tests/tiny.yaml",
         "machine": {"cpus": 2, "torch": torch.__version__},
-        "wall_seconds": 3.5,
+        "wall_seconds": round(time.perf_counter() - started, 2),
         "domains": list(DOMAINS), "schemes": {SCHEME: list(UNER_TYPES)},
         "domain_scheme": {d: SCHEME for d in DOMAINS},
         "core_parameters": mbert.core_parameters(),
@@ -110,7 +115,10 @@ def build_multibert_run(root: Path, api, seed: int = 3) -> MultiBertRun:
 
 def build_cllmfs_run(root: Path, api, tiny_llm_dir: Path, seed: int = 0) -> CLLMFSRun:
     """A LoRA adapter on the tiny Llama with random B matrices (from ``seed``), saved and scored like the CLLMFS
-    recipe."""
+    recipe. Its ``train_seconds`` is the measured time of making and saving that adapter (the fixture's
+    "training"); ``predict_seconds`` and the speed are measured on its query sentences."""
+    import time
+
     import torch
     import yaml
     from peft import LoraConfig, get_peft_model
@@ -124,6 +132,7 @@ def build_cllmfs_run(root: Path, api, tiny_llm_dir: Path, seed: int = 0) -> CLLM
     from ner_adapters.spans import Span
 
     base_id = push_model_folder(api, tiny_llm_dir, "tiny-llm")
+    started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
@@ -144,11 +153,15 @@ def build_cllmfs_run(root: Path, api, tiny_llm_dir: Path, seed: int = 0) -> CLLM
     query = [Sentence("Ali met Sara in Rome".split(), [Span(0, 1, "person"), Span(2, 3, "person"),
                                                         Span(4, 5, "location")], id="q0"),
              Sentence("we flew from Paris to London".split(), [Span(3, 4, "location"), Span(5, 6, "location")], id="q1")]
+    train_seconds = time.perf_counter() - started
     extractor = CLLMFSExtractor(model, tokenizer, types, decoding=DecodingConfig(max_new_tokens=16))
+    started = time.perf_counter()
     predictions = extractor.predict_sentences(query)
+    predict_seconds = time.perf_counter() - started
     scores = span_scores([s.spans for s in query], predictions, types=[t.label for t in types])
-    episode = {"episode": "wnut17-intra-2way5shot-seed0", "scores": scores.to_dict(), "train_seconds": 12.0,
-               "predict_seconds": 2.0, "query_sentences_per_second": 1.0}
+    episode = {"episode": "wnut17-intra-2way5shot-seed0", "scores": scores.to_dict(),
+               "train_seconds": round(train_seconds, 3), "predict_seconds": round(predict_seconds, 3),
+               "query_sentences_per_second": round(len(query) / predict_seconds, 3)}
     (run_dir / "episode-0" / "results.json").write_text(json.dumps(episode, indent=2), encoding="utf-8")
     summary = {"method": "cllmfs", "source": "wnut17", "target": "wnut17", "protocol": "intra", "k_shot": 5,
                "n_way": 2, "query_sentences": [len(query)], **summarize([scores]), "episodes": [episode]}
