@@ -16,6 +16,7 @@ from torch import nn
 from trl import SFTTrainer
 
 from ..internals.trl import compact_fused_lm_head, keep_signature_columns, log_metric
+from ..training_logs import use_readable_logs
 from .cllmfs_config import CLLMFSConfig
 from .contrastive import contrastive_loss
 
@@ -156,6 +157,7 @@ class CLLMFSTrainer(SFTTrainer):
         self._captured: torch.Tensor | None = None
         self._capturing = False
         self._hook = layers[self.cl_layer - 1].register_forward_hook(self._capture_hidden)
+        use_readable_logs(self)  # console lines at 4 significant digits; the state keeps full values
 
     def create_model_card(self, *args, **kwargs) -> None:
         """No TRL card in the run folder: it would name a local cache folder (or "None") as the base model.
