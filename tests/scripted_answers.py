@@ -23,8 +23,14 @@ class ScriptedAnswers:
         self.prompt_length = 0
 
     def answer_for(self, prompt: str) -> str:
-        name = re.search(r"Please extract the (.+?) in the sentence given below", prompt).group(1)
         chunk = prompt.split("\nSentence: ", 1)[1].rsplit("\nassistant\n", 1)[0]
+        one = re.search(r"Please extract the (.+?) in the sentence given below", prompt)
+        if "of each of the following types" in prompt:  # all types in one prompt: a " Name:" slot per type
+            names = re.findall(r"(?:: |; )([^;:()]+?) \(the entity of", prompt.split("\nSentence: ", 1)[0])
+            return ";".join(f" {name}:" + self.entities_in(chunk, name) for name in names)
+        return self.entities_in(chunk, one.group(1))
+
+    def entities_in(self, chunk: str, name: str) -> str:
         starts = {s for s, _ in word_boundaries(chunk)}
         ends = {e for _, e in word_boundaries(chunk)}
         found = []

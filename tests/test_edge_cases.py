@@ -18,7 +18,7 @@ import torch
 from multibert_tiny import TYPES as TOY_TYPES
 from multibert_tiny import one_torch_thread, randomize
 from scripted_answers import ScriptedAnswers
-from ner_adapters.cllmfs import CLLMFSExtractor, DecodingConfig, EntityType
+from ner_adapters.cllmfs import CLLMFSExtractor, DecodingConfig, EntityType, PromptFormat
 from ner_adapters.data.readers import tokenize_with_offsets
 
 PERSIAN = "می\u200cخواهم با علی\u200cرضا در تهران دیدار کنم."  # RTL, with zero-width non-joiners inside words
@@ -196,6 +196,30 @@ def test_cllmfs_answer_cut_by_max_new_tokens_is_continued(extractor, scripted):
             result = extractor(text)
         assert result == []
     finally:
+        extractor.decoding = DecodingConfig(max_new_tokens=40, batch_size=16)
+
+
+def test_cllmfs_all_types_answer_cut_by_max_new_tokens_is_continued(extractor, scripted):
+    """All types in one answer, cut inside its first slot: that type is asked again after its last entity, the
+    types whose slots never started are asked together, and every entity comes back; cut before its first slot,
+    it warns."""
+    text = " ".join(["Paris"] * 12) + " met Ali and Sara"
+    script = {"Location": ["Paris"], "Person": ["Ali", "Sara"]}
+    extractor.format = PromptFormat(extractor.tokenizer, mode="all_types")
+    types = [EntityType("location", "Location", "a named place"), EntityType("person", "Person", "a named person")]
+    try:
+        scripted(script)
+        extractor.decoding = DecodingConfig(max_new_tokens=14)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = extractor(text, entity_types=types)
+        assert triples(result) == expected_occurrences(text, script, types)
+        assert len(result) == 14
+        extractor.decoding = DecodingConfig(max_new_tokens=1)
+        with pytest.warns(UserWarning, match=r"1 answer\(s\) reached max_new_tokens=1 before their end"):
+            assert extractor(text, entity_types=types) == []
+    finally:
+        extractor.format = PromptFormat(extractor.tokenizer, mode="per_type")
         extractor.decoding = DecodingConfig(max_new_tokens=40, batch_size=16)
 
 

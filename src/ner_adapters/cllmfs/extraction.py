@@ -41,7 +41,7 @@ from .artifact import CLLMFSAdapterConfig
 from .constrained import AnswerGrammar, NoneThreshold, SubstringConstraint, vocabulary_trie
 from .decoding import decode, merge, prefill
 from .entity_types import EntityType, as_entity_types
-from .prompts import OPEN, PromptFormat, PromptMode
+from .prompts import OPEN, SLOT_SEPARATOR, PromptFormat, PromptMode
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ class CLLMFSExtractor:
             from tqdm.auto import tqdm
 
             iterator = tqdm(batches, desc="extracting", unit="batch")
-        self._call.cut = []  # (job, entities) of answers cut by max_new_tokens, see _continue_cut_answers
+        self._call.cut = []  # (job, entities, slots opened) of answers cut by max_new_tokens
         for batch in iterator:
             for job, entities in zip((jobs[j] for j in batch), self._generate([jobs[j] for j in batch])):
                 found[job.text_index].extend(entities)
@@ -312,24 +312,35 @@ class CLLMFSExtractor:
         return [self._finalise(entities) for entities in found]
 
     def _continue_cut_answers(self, found: list[list[dict]]) -> None:
-        """Answers that ran into ``max_new_tokens`` before their end are not dropped silently: a one-type answer
-        is asked again on the rest of its chunk, after the last entity it listed, until it ends; an answer that
-        cannot go on (no entity listed before the cut, or several types in one answer) warns."""
+        """Answers that ran into ``max_new_tokens`` before their end are not dropped silently.
+
+        A one-type answer is asked again on the rest of its chunk, after the last entity it listed, until it ends.
+        An all-types answer goes on the same way: the type whose slot was cut is asked alone after its last
+        listed entity (or on the whole chunk when it had listed none), and the types whose slots never started
+        are asked together again. Each round either starts later in the chunk or asks fewer types, so it ends;
+        an answer that cannot go on (a one-type answer cut before its first entity, or an all-types answer cut
+        before its first slot) warns with the count.
+        """
         lost = 0
         while self._call.cut:
             jobs, cut = [], self._call.cut
             self._call.cut = []
-            for job, entities in cut:
-                ends = [e["end"] - job.chunk_offset for e in entities]
-                rest = [(s, e) for s, e in job.boundaries if ends and s >= max(ends)]
-                if len(job.types) != 1 or not ends:
+            for job, entities, started in cut:
+                if len(job.types) == 1:
+                    continued = self._after_last_entity(job, job.types, entities)
+                    lost += continued is None
+                    jobs += [continued] if continued is not None else []
+                    continue
+                if started == 0:
                     lost += 1
-                elif rest:  # each round starts later in the chunk, so this ends
-                    start, end = rest[0][0], rest[-1][1]
-                    prompt = self.format.build(job.chunk[start:end], job.types).text
-                    jobs.append(_Job(job.text_index, job.chunk_offset + start, job.chunk[start:end],
-                                     [(s - start, e - start) for s, e in rest], job.types,
-                                     prompt + (self.format.answer_prefix if self.decoding.prime_answer else "")))
+                    continue
+                current, unstarted = job.types[started - 1], job.types[started:]
+                listed = [e for e in entities if e["entity_group"] == current.label]
+                continued = self._after_last_entity(job, [current], listed) if listed else \
+                    self._job_for(job, [current], 0)
+                jobs += [continued] if continued is not None else []
+                if unstarted:
+                    jobs.append(self._job_for(job, unstarted, 0))
             for lo in range(0, len(jobs), self.decoding.batch_size):
                 batch = jobs[lo : lo + self.decoding.batch_size]
                 for job, entities in zip(batch, self._generate(batch)):
@@ -339,6 +350,24 @@ class CLLMFSExtractor:
             warnings.warn(f"{lost} answer(s) reached max_new_tokens={self.decoding.max_new_tokens} before their end; "
                           "entities after that point were not extracted. Raise DecodingConfig.max_new_tokens or "
                           "lower max_input_tokens", UserWarning, stacklevel=3)
+
+    def _after_last_entity(self, job: "_Job", types: list[EntityType], entities: list[dict]) -> "_Job | None":
+        """The job asking ``types`` on the rest of ``job``'s chunk after the last of ``entities`` (``None`` when
+        no entity was listed, so asking again would repeat the same answer; also when no word is left)."""
+        ends = [e["end"] - job.chunk_offset for e in entities]
+        if not ends:
+            return None
+        first = next((i for i, (s, _) in enumerate(job.boundaries) if s >= max(ends)), None)
+        return None if first is None else self._job_for(job, types, first)
+
+    def _job_for(self, job: "_Job", types: list[EntityType], first_word: int) -> "_Job":
+        """A job asking ``types`` on ``job``'s chunk from its word ``first_word`` on."""
+        rest = job.boundaries[first_word:]
+        start, end = rest[0][0], rest[-1][1]
+        prompt = self.format.build(job.chunk[start:end], types).text
+        return _Job(job.text_index, job.chunk_offset + start, job.chunk[start:end],
+                    [(s - start, e - start) for s, e in rest], list(types),
+                    prompt + (self.format.answer_prefix if self.decoding.prime_answer else ""))
 
     def predict_sentences(self, sentences: Sequence[Sentence], **kwargs) -> list[list[Span]]:
         """Token spans for pre-tokenized sentences (entities aligned to the dataset's own tokens)."""
@@ -611,8 +640,11 @@ class CLLMFSExtractor:
         stopped = finished or bool(stop and stop.strip() in completion)
         if not stopped and len(token_ids) >= self.decoding.max_new_tokens:
             cut = getattr(self._call, "cut", None)
-            if cut is not None:
-                cut.append((job, entities))  # see _continue_cut_answers
+            if cut is not None:  # see _continue_cut_answers; for all types, how many slots the answer opened
+                labels = self.format.slot_labels(job.types)
+                started = 1 if labels == [None] else sum(
+                    completion.find(label.lstrip(SLOT_SEPARATOR).strip()) >= 0 for label in labels)
+                cut.append((job, entities, started))
         return entities
 
     def _finalise(self, entities: list[dict]) -> list[dict]:
