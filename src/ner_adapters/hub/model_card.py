@@ -205,7 +205,11 @@ def _adapter_description(spec: Mapping) -> str:
     if spec.get("kind") == "prefix":
         flat = "flat" if spec.get("prefix_flat") else f"reparametrized (bottleneck {spec.get('prefix_bottleneck_size')})"
         return f"prefix tuning, prefix length {spec.get('prefix_length')}, {flat}"
-    return f"LoRA, r={spec.get('lora_r')}, alpha={spec.get('lora_alpha')}"
+    names = {"q": "query", "k": "key", "v": "value"}
+    targets = [names.get(m, m) for m in spec.get("lora_attn_matrices") or ("q", "v")]  # older manifests: q, v
+    targets += ["feed-forward intermediate"] if spec.get("lora_intermediate") else []
+    targets += ["feed-forward output"] if spec.get("lora_output") else []
+    return f"LoRA, r={spec.get('lora_r')}, alpha={spec.get('lora_alpha')}, on the {', '.join(targets)} matrices"
 
 
 def _multibert_limitations(core: str, micro_f1: float | None, max_length: int, domains: Sequence[str]) -> list[str]:

@@ -129,6 +129,7 @@ def trainer_arguments(run_dir: Path, args: TrainingArguments, *, epochs: float, 
         seed=args.seed,
         use_cpu=True,
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,  # CPU: nothing to pin for (torch warns once per dataloader otherwise)
         remove_unused_columns=False,
         group_by_length=True,  # batches of similar lengths: less padding (2x faster on UNER email here)
     )
@@ -172,7 +173,14 @@ def best_epoch_metrics(state, metric: str) -> dict | None:
 
 
 class SelectBestEpoch:
-    """Trainer mixin: the best checkpoint by dev metric, ties broken by dev loss (:func:`is_better_epoch`)."""
+    """Trainer mixin: the best checkpoint by dev metric, ties broken by dev loss (:func:`is_better_epoch`), and
+    console logs at 4 significant digits (:func:`ner_adapters.training_logs.use_readable_logs`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from ..training_logs import use_readable_logs
+
+        use_readable_logs(self)
 
     def _determine_best_metric(self, metrics, trial):
         metric = self.args.metric_for_best_model
