@@ -54,14 +54,14 @@ def multibert_run(out: Path, core: Path, resume: bool, callbacks=()):
 
     from multibert_tiny import make_domain
     from ner_adapters.multibert import MultiBertModel, training
-    from ner_adapters.multibert.config import TrainingArguments
+    from ner_adapters.multibert.config import MultiBertTrainingArguments
 
     torch.manual_seed(0)  # the adapter and head start from the same random weights in every process
     mbert = MultiBertModel.from_core(str(core), max_length=32)
     mbert.add_scheme("places", ["PER", "LOC"])
     mbert.add_domain("holiday", "places")
     data = make_domain("travel", "places", n_train=16)
-    args = TrainingArguments(output_dir=str(out), learning_rate=2e-2, num_train_epochs=4, per_device_train_batch_size=8,
+    args = MultiBertTrainingArguments(output_dir=str(out), learning_rate=2e-2, num_train_epochs=4, per_device_train_batch_size=8,
                              logging_steps=100, early_stopping_patience=10, keep_checkpoints=True,
                              resume_from_checkpoint=resume, seed=7)
     original = training.adapter_trainer_class

@@ -125,7 +125,7 @@ def test_domain_from_datasets_checks_columns_and_label_set():
 
 
 def test_no_variant_at_all_is_refused_in_code_too():
-    from ner_adapters.multibert.config import TrainingArguments
+    from ner_adapters.multibert.config import MultiBertTrainingArguments
 
     with pytest.raises(ConfigError, match="variants: name at least one of"):
-        TrainingArguments(variants=[])
+        MultiBertTrainingArguments(variants=[])

@@ -117,7 +117,7 @@ def test_router_on_the_packaged_core_separates_two_domains(tmp_path):
     is Reddit and YouTube comments, not tweets like its training split (55.6% for both poolings)."""
     from ner_adapters.data.registry import load_sentences
     from ner_adapters.multibert import make_groups, router_accuracy, train_router
-    from ner_adapters.multibert.config import RouterArguments, TrainingArguments
+    from ner_adapters.multibert.config import RouterArguments, MultiBertTrainingArguments
 
     def first(sentences, n):
         return [s for s in sentences if s.tokens][:n]
@@ -128,7 +128,7 @@ def test_router_on_the_packaged_core_separates_two_domains(tmp_path):
     dev = {g: first(dev_split[g][128:], 24) for g in genres}
     test = {g: first(load_sentences("uner_en_ewt", g, split="test"), 100) for g in genres}
     router_args = RouterArguments(group_size=4, router_max_length=96, router_learning_rate=5e-3, router_epochs=3)
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, logging_steps=100,
+    args = MultiBertTrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, logging_steps=100,
                              early_stopping_min_epochs=0)
     with one_torch_thread():
         model = MultiBertModel.from_core(MINILM)

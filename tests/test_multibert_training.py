@@ -8,7 +8,7 @@ from ner_adapters.data import DataFormatError, Sentence
 from ner_adapters.metrics import span_scores
 from ner_adapters.multibert import AdapterSpec, MultiBertModel, train_full, train_multibert
 from ner_adapters.multibert import training as training_module
-from ner_adapters.multibert.config import TrainingArguments
+from ner_adapters.multibert.config import MultiBertTrainingArguments
 from ner_adapters.spans import Span, label_names
 
 
@@ -23,7 +23,7 @@ def arguments(tmp_path, **overrides):
                   general_epochs=1, per_device_train_batch_size=8, logging_steps=100, early_stopping_patience=5,
                   full_num_train_epochs=1, full_learning_rate=1e-3)
     values.update(overrides)
-    return TrainingArguments(**values)
+    return MultiBertTrainingArguments(**values)
 
 
 def model_with(core, kind="lora", toy=("news", "sports", "travel"), holiday=True):

@@ -63,7 +63,7 @@ def test_domain_entry_mistakes_name_the_entry(tmp_path, monkeypatch):
 def test_a_router_trains_over_domains_that_have_no_adapter(core, tmp_path):
     """The domain classifier alone, over two own-data domains: no scheme, no domain adapter, saved and reloaded."""
     from ner_adapters.multibert import MultiBertModel, make_groups, router_accuracy, train_router
-    from ner_adapters.multibert.config import RouterArguments, TrainingArguments
+    from ner_adapters.multibert.config import RouterArguments, MultiBertTrainingArguments
     from ner_adapters.multibert.router import DomainRouter
 
     with one_torch_thread():
@@ -78,7 +78,7 @@ def test_a_router_trains_over_domains_that_have_no_adapter(core, tmp_path):
         run = train_router(mbert, groups("train", 0), groups("dev"),
                            RouterArguments(group_size=4, router_max_length=64, router_learning_rate=5e-3,
                                            router_epochs=3),
-                           TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
+                           MultiBertTrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
                                              logging_steps=100, early_stopping_min_epochs=0))
         summary = run.summary()
         assert summary["train_groups"] == len(groups("train")) and "train_sentences" not in summary

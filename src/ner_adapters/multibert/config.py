@@ -93,7 +93,7 @@ class DataArguments:
 
 
 @dataclass
-class TrainingArguments:
+class MultiBertTrainingArguments:
     """The two-step procedure and the baselines (paper: batch 16, lr 1e-4, up to 30 epochs; adapters here: lr 5e-3).
 
     The paper's lr 1e-4 does not train a LoRA adapter scaled by alpha/r = 1/3 in any epoch budget seen here
@@ -183,7 +183,7 @@ class RouterArguments:
 class MultiBertConfig:
     model: ModelArguments
     data: DataArguments
-    training: TrainingArguments
+    training: MultiBertTrainingArguments
     router: RouterArguments
     source: str | None = None
 
@@ -191,7 +191,7 @@ class MultiBertConfig:
         return {name: dataclasses.asdict(getattr(self, name)) for name in ("model", "data", "training", "router")}
 
 
-SECTIONS = (ModelArguments, DataArguments, TrainingArguments, RouterArguments)
+SECTIONS = (ModelArguments, DataArguments, MultiBertTrainingArguments, RouterArguments)
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -279,4 +279,4 @@ def parse_config(argv: Sequence[str] | None = None, *, yaml_file: str | Path | N
 
 
 __all__ = ["ConfigError", "DataArguments", "ModelArguments", "MultiBertConfig", "RouterArguments",
-           "TrainingArguments", "VARIANTS", "parse_config"]
+           "MultiBertTrainingArguments", "VARIANTS", "parse_config"]

@@ -26,7 +26,7 @@ import numpy as np
 from ..data import Sentence
 from ..data.readers import tokenize_with_offsets
 from ..resume import CheckpointOnSignal
-from .config import RouterArguments, TrainingArguments
+from .config import RouterArguments, MultiBertTrainingArguments
 from .model import ROUTER_ADAPTER, ROUTER_HEAD, MultiBertError, MultiBertModel
 from .tokenization import TaggedEntity, Words, as_words
 from .training import (RunResult, adapter_trainer_class, early_stopping_callback, finish_run, resume_point,
@@ -95,7 +95,7 @@ def train_router(
     train_groups: Sequence[Group],
     dev_groups: Sequence[Group],
     router_args: RouterArguments,
-    args: TrainingArguments,
+    args: MultiBertTrainingArguments,
     *,
     run_name: str = "router",
 ) -> RunResult:

@@ -42,7 +42,7 @@ import torch
 from ..data import Sentence
 from ..metrics import sequence_scores
 from ..resume import CheckpointOnSignal, last_complete_checkpoint, resumable_train_sampler
-from .config import TrainingArguments
+from .config import MultiBertTrainingArguments
 from .domains import DomainData
 from .model import ADAPTER_PREFIX, HEAD_PREFIX, MultiBertModel
 from .tokenization import IGNORE_INDEX, encode_tagging, tag
@@ -99,16 +99,16 @@ def _argmax(logits, labels):
     return (logits[0] if isinstance(logits, tuple) else logits).argmax(dim=-1)
 
 
-def trainer_arguments(run_dir: Path, args: TrainingArguments, *, epochs: float, learning_rate: float,
+def trainer_arguments(run_dir: Path, args: MultiBertTrainingArguments, *, epochs: float, learning_rate: float,
                       metric: str = "f1", full_state: bool = False):
     """Per-run ``transformers.TrainingArguments``: evaluate and checkpoint every epoch, keep the best.
 
     Checkpoints hold the optimizer, scheduler and RNG state too (what resuming needs) with ``full_state`` (adapter
     runs: a few MB) or ``args.resume_from_checkpoint``; otherwise only the weights (full fine-tuning baselines).
     """
-    from transformers import TrainingArguments as HFTrainingArguments
+    from transformers import TrainingArguments
 
-    return HFTrainingArguments(
+    return TrainingArguments(
         output_dir=str(run_dir),
         per_device_train_batch_size=args.per_device_train_batch_size,
         per_device_eval_batch_size=args.per_device_eval_batch_size,
@@ -277,7 +277,7 @@ def adapter_trainer_class():
 FINISHED = "finished"  # marks a run folder whose training ended (its checkpoints are kept, not resumed)
 
 
-def resume_point(run_dir: Path, args: TrainingArguments) -> str | None:
+def resume_point(run_dir: Path, args: MultiBertTrainingArguments) -> str | None:
     """The checkpoint an interrupted run continues from (``resume_from_checkpoint``), else ``None``.
 
     A run that had finished is trained again from the start rather than resumed: transformers would not stop
@@ -291,7 +291,7 @@ def resume_point(run_dir: Path, args: TrainingArguments) -> str | None:
     return last_complete_checkpoint(run_dir)
 
 
-def finish_run(trainer, run_dir: Path, args: TrainingArguments, name: str, trained: str, n_train: int,
+def finish_run(trainer, run_dir: Path, args: MultiBertTrainingArguments, name: str, trained: str, n_train: int,
             trainable: int, started: float, *, unit: str = "sentences") -> RunResult:
     best = best_epoch_metrics(trainer.state, trainer.args.metric_for_best_model)
     result = RunResult(name, trained, n_train, trainable, trainer.state.best_metric, trainer.state.epoch or 0.0,
@@ -311,7 +311,7 @@ def train_adapter(
     domain: str,
     train: Sequence[Sentence],
     dev: Sequence[Sentence],
-    args: TrainingArguments,
+    args: MultiBertTrainingArguments,
     *,
     train_head: bool,
     epochs: float,
@@ -358,7 +358,7 @@ def _concat(parts: Sequence[Sequence[Sentence]]) -> list[Sentence]:
 def train_multibert(
     mbert: MultiBertModel,
     domains: Sequence[DomainData],
-    args: TrainingArguments,
+    args: MultiBertTrainingArguments,
     *,
     general: bool = True,
     eject_prefix: bool = True,
@@ -450,7 +450,7 @@ def train_full(
     labels: Sequence[str],
     train: Sequence[Sentence],
     dev: Sequence[Sentence],
-    args: TrainingArguments,
+    args: MultiBertTrainingArguments,
     *,
     max_length: int,
     run_name: str,
