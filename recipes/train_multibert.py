@@ -1,6 +1,9 @@
 """Train and evaluate Multi-BERT from a YAML config, with command-line overrides.
 
-    python recipes/train_multibert.py recipes/multibert/default.yaml [--num_train_epochs 2 ...]
+    python recipes/train_multibert.py --config recipes/multibert/default.yaml [--config overlay.yaml] [--num_train_epochs 2 ...]
+
+The calling convention of every recipe: ``--config FILE`` (repeatable, later files override earlier ones), then
+``--key value`` overrides; an error names the file, line and key. A first positional file is one ``--config``.
 
 Trains the variants listed in the config (Multi-BERT two-step adapters, no-pre-training adapters, the
 general adapter, General-/Spec-BERT baselines, the router), prints the per-domain F1 table, the parameter

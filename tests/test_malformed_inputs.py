@@ -236,10 +236,10 @@ def test_multibert_config_errors_name_file_line_and_key(tmp_path):
     with pytest.raises(ConfigError, match=r"mb\.yaml:4: unknown key 'lora_rank'"):
         parse_config([str(path)])
     write(path, "domains: [uner_en_ewt:email]\nmax_length: 12.5\n")
-    with pytest.raises(ConfigError, match=r"mb\.yaml: .*--max_length.*invalid int value: '12\.5'"):
+    with pytest.raises(ConfigError, match=r"mb\.yaml:2: key 'max_length': .*invalid int value: '12\.5'"):
         parse_config([str(path)])
     write(path, "domains: [uner_en_ewt:email]\nmax_length: [1, 2]\n")
-    with pytest.raises(ConfigError, match=r"mb\.yaml: key 'max_length' takes one value"):
+    with pytest.raises(ConfigError, match=r"mb\.yaml:2: key 'max_length' takes one value"):
         parse_config([str(path)])
 
 

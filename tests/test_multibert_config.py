@@ -34,8 +34,8 @@ def test_unknown_yaml_key_raises_naming_key_and_file(tmp_path):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("lora_r: three\n", r"cfg\.yaml: .*lora_r.*invalid int value: 'three'"),
-    ("adapter_kind: ia3\n", r"cfg\.yaml: .*adapter_kind.*invalid choice"),
+    ("lora_r: three\n", r"cfg\.yaml:1: key 'lora_r': .*invalid int value: 'three'"),
+    ("adapter_kind: ia3\n", r"cfg\.yaml:1: key 'adapter_kind': .*invalid choice"),
     ("domains: parsner:health\n", r"cfg\.yaml: key 'domains' takes a list"),
     ("lora_r: [3]\n", r"key 'lora_r' takes one value"),
     ("schemes: {parsner: x}\n", r"key 'schemes' must be a scalar or a list"),
@@ -129,3 +129,18 @@ def test_no_variant_at_all_is_refused_in_code_too():
 
     with pytest.raises(ConfigError, match="variants: name at least one of"):
         MultiBertTrainingArguments(variants=[])
+
+
+def test_every_recipe_convention_config_files_layered_then_the_command_line(tmp_path):
+    base, overlay = tmp_path / "base.yaml", tmp_path / "overlay.yaml"
+    base.write_text("domains: [uner_en_ewt:email]\nlora_r: 3\nnum_train_epochs: 4\n")
+    overlay.write_text("lora_r: 8\n")
+    config = parse_config(["--config", str(base), "--config", str(overlay), "--num_train_epochs", "2"])
+    assert (config.model.lora_r, config.training.num_train_epochs) == (8, 2)
+    assert config.data.domains == ["uner_en_ewt:email"] and config.source == f"{base}, {overlay}"
+    assert parse_config([str(base)]).model.lora_r == 3  # a first positional file is one --config
+    with pytest.raises(ConfigError, match="--config needs a file"):
+        parse_config(["--config"])
+    overlay.write_text("lora_rr: 8\n")
+    with pytest.raises(ConfigError, match=r"overlay\.yaml:1: unknown key 'lora_rr'; did you mean 'lora_r'"):
+        parse_config(["--config", str(base), "--config", str(overlay)])

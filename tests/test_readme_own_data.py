@@ -64,7 +64,7 @@ def test_the_section_lists_the_whole_walk():
     commands = readme_commands()
     assert [c.split()[0:3] for c in commands] == [
         ["ner-adapters", "data", "stats"], ["ner-adapters", "episodes", "data/legal"],
-        ["accelerate", "launch", "recipes/sft_cllmfs.py"], ["python", "recipes/train_multibert.py", "my_domains.yaml"],
+        ["accelerate", "launch", "recipes/sft_cllmfs.py"], ["python", "recipes/train_multibert.py", "--config"],
         ["ner-adapters", "predict", "contracts.txt"], ["ner-adapters", "predict", "data/legal/test.conll"],
         ["ner-adapters", "evaluate", "--gold"], ["ner-adapters", "predict", "data/legal/test.conll"],
         ["ner-adapters", "evaluate", "--gold"], ["accelerate", "launch", "--multi_gpu"]]

@@ -247,35 +247,60 @@ def _yaml_to_argv(data: dict, parser: argparse.ArgumentParser, source: str, line
     return argv
 
 
-def parse_config(argv: Sequence[str] | None = None, *, yaml_file: str | Path | None = None) -> MultiBertConfig:
-    """Parse ``[config.yaml] [--key value ...]``: the file first, the command line overriding it."""
-    from ..yaml_config import ConfigFileError, load_mapping
+def _config_files(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``--config FILE`` (repeatable; a first positional file is the same as one) split from the other args."""
+    files, rest = [], []
+    index = 0
+    if argv and not argv[0].startswith("-"):
+        files.append(argv[0])
+        index = 1
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--config":
+            if index + 1 >= len(argv):
+                raise ConfigError("--config needs a file")
+            files.append(argv[index + 1])
+            index += 2
+            continue
+        if arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+        index += 1
+    return files, rest
 
-    argv = list(argv or [])
-    if yaml_file is None and argv and not argv[0].startswith("-"):
-        yaml_file, argv = argv[0], argv[1:]
+
+def parse_config(argv: Sequence[str] | None = None, *, yaml_file: str | Path | None = None) -> MultiBertConfig:
+    """Parse ``--config FILE [--config FILE ...] [--key value ...]``, the calling convention of every recipe:
+    later files override earlier ones and the command line overrides them all. Each file is checked key by key
+    first (:func:`ner_adapters.yaml_config.check_config_file`), so an error names its file, line and key. A first
+    positional file is read as ``--config FILE``."""
+    from ..yaml_config import check_config_file, load_mapping
+
+    files, argv = _config_files(list(argv or []))
+    if yaml_file is not None:
+        files.insert(0, str(yaml_file))
     parser = _parser()
     file_argv: list[str] = []
-    if yaml_file is not None:
-        path = Path(yaml_file)
+    for name in files:
+        path = Path(name)
         if not path.is_file():
             raise ConfigError(f"config file {path} not found")
-        try:
-            data, lines = load_mapping(path)
-        except ConfigFileError as err:
-            raise ConfigError(str(err)) from None
-        file_argv = _yaml_to_argv(data, parser, str(path), lines)
+        check_config_file(path, parser)
+        data, lines = load_mapping(path)
+        this_file = _yaml_to_argv(data, parser, str(path), lines)
         try:  # the file alone first, so a bad value in it is reported with the file's name
-            parser.parse_args_into_dataclasses(args=file_argv)
+            parser.parse_args_into_dataclasses(args=this_file)
         except ValueError as err:
             raise ConfigError(f"{path}: {err}") from None
+        file_argv += this_file
     try:
         model, data_args, training, router = parser.parse_args_into_dataclasses(args=file_argv + argv)
     except ValueError as err:  # unused CLI arguments; ConfigError from __post_init__ passes through
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(str(err)) from None
-    return MultiBertConfig(model, data_args, training, router, source=str(yaml_file) if yaml_file else None)
+    return MultiBertConfig(model, data_args, training, router, source=", ".join(files) or None)
 
 
 __all__ = ["ConfigError", "DataArguments", "ModelArguments", "MultiBertConfig", "RouterArguments",
