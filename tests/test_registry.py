@@ -63,13 +63,13 @@ def test_gum_genres_and_named_option(shared_data):
     assert dataset_types(news) == list(registry.get_spec("gum").types)
 
 
-def test_uner_genres(shared_data):
-    email = load_sentences("uner_en_ewt", "email", split="test", data_dir=shared_data)
+def test_uner_genres(data_dir):
+    email = load_sentences("uner_en_ewt", "email", split="test", data_dir=data_dir)
     assert email and {s.domain for s in email} == {"email"}
 
 
-def test_dataset_rows_are_consistent(shared_data):
-    dataset = load_ner_dataset("wnut17", split="validation", data_dir=shared_data)
+def test_dataset_rows_are_consistent(data_dir):
+    dataset = load_ner_dataset("wnut17", split="validation", data_dir=data_dir)
     names = dataset.features["ner_tags"].feature.names
     for row in dataset.select(range(200)):
         text = " ".join(row["tokens"])
@@ -89,13 +89,13 @@ def test_bad_split_and_config_names():
     assert len(load_sentences("wnut17", split="dev")) == 1009  # alias
 
 
-def test_data_dir_resolution_order(tmp_path, monkeypatch, shared_data):
+def test_data_dir_resolution_order(tmp_path, monkeypatch, data_dir):
     (tmp_path / "wnut17").mkdir()
     (tmp_path / "wnut17" / "emerging.dev.conll").write_text("Paris\tB-location\n")
     monkeypatch.setenv("NER_ADAPTERS_DATA_DIR", str(tmp_path))
     assert dataset_folder("wnut17") == tmp_path / "wnut17"
     assert len(load_sentences("wnut17", split="validation")) == 1
-    assert len(load_sentences("wnut17", split="validation", data_dir=shared_data)) == 1009  # argument wins
+    assert len(load_sentences("wnut17", split="validation", data_dir=data_dir)) == 1009  # argument wins
     # A folder the data dir lacks falls back to the bundled copy.
     assert dataset_folder("uner_en_ewt") == registry.BUNDLED_DIR / "uner_en_ewt"
     monkeypatch.setenv("NER_ADAPTERS_DATA_DIR", str(tmp_path / "missing"))
