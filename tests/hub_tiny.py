@@ -45,16 +45,20 @@ class CLLMFSRun:
     types: list
 
 
-def load_recipe(name: str):
-    """``recipes/<name>.py`` as a module (recipes are scripts, not a package)."""
+def load_script(path: Path, name: str):
+    """A script (a recipe or a benchmark: scripts, not a package) as a module named ``name``."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "recipes" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses with string annotations look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def load_recipe(name: str):
+    """``recipes/<name>.py`` as a module."""
+    return load_script(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.py", f"recipe_{name}")
 
 
 def push_model_folder(api, folder: Path, name: str) -> str:

@@ -1,6 +1,5 @@
 """recipes/sft_cllmfs.py end to end on a tiny model: episodes, training, extraction, results on disk."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,15 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hub_tiny import load_recipe
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "sft_cllmfs.py"
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location("sft_cllmfs", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("sft_cllmfs")
 
 
 def tiny_config(tmp_path, tiny_llm_dir, data_dir, **overrides):

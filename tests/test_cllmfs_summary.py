@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from hub_tiny import load_recipe, load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cllmfs_summary.py"
 
 
 @pytest.fixture(scope="module")
 def summary():
-    spec = importlib.util.spec_from_file_location("cllmfs_summary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "cllmfs_summary")
 
 
 def fake_run(root: Path, name: str, method: str, f1s: list[float], *, source="wnut17", target="wnut17",
@@ -94,9 +92,7 @@ def test_runs_that_cannot_be_compared_are_refused(summary, tmp_path, capsys):
 
 
 def test_the_recipe_records_its_command(tmp_path):
-    spec = importlib.util.spec_from_file_location("sft_cllmfs", SCRIPT.parents[1] / "recipes" / "sft_cllmfs.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("sft_cllmfs")
     recipe.record_command(str(tmp_path / "run"), ["--config", "a b.yaml", "--n_support_sets", "5"])
     assert (tmp_path / "run" / "command.txt").read_text() == \
         "accelerate launch recipes/sft_cllmfs.py --config 'a b.yaml' --n_support_sets 5\n"

@@ -5,7 +5,6 @@ chosen on held-back support sentences, all through recipes/sft_cllmfs.py on a ti
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -17,6 +16,8 @@ from ner_adapters.cllmfs.support_sets import sample_support_sets, support_parts,
 from ner_adapters.data import Sentence
 from ner_adapters.episodes import Episode, load_episodes
 from ner_adapters.spans import Span
+
+from hub_tiny import load_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "sft_cllmfs.py"
 
@@ -103,10 +104,7 @@ def test_episode_arguments_are_checked_by_name():
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location("sft_cllmfs", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("sft_cllmfs")
 
 
 def tiny_config(tmp_path, tiny_llm_dir, shared_data, name="run", **overrides):

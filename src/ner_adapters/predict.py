@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .data.readers import read_conll, read_ner_jsonl, read_text, tokenize_with_offsets
+from .data.readers import json_lines, read_conll, read_ner_jsonl, read_text, tokenize_with_offsets
 from .data.schema import DataFormatError
 from .spans import char_span_to_tokens, flatten_outermost, spans_to_tags, token_char_offsets, token_span_to_char
 
@@ -396,13 +396,7 @@ def read_scored(path: str | os.PathLike, *, split: str = "test", data_dir: str |
             for sentence, sentence_id in zip(sentences, ids):
                 sentence.id = sentence_id
         return _from_sentences(sentences)
-    rows = []
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
-        if line.strip():
-            try:
-                rows.append((number, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"invalid JSON ({err.msg})", path, number) from None
+    rows = list(json_lines(path))
     shapes = {"text" if isinstance(r, dict) and "text" in r else "tokens" if isinstance(r, dict) and "tokens" in r
               else "spans" for _, r in rows}
     if len(shapes) > 1:

@@ -56,6 +56,18 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 _COLUMN_SPACES = re.compile(r" +")
 
 
+def json_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, object]]:
+    """``(line number, value)`` of each non-blank line of a JSON Lines file (``.gz`` too); a line that is not JSON
+    raises :class:`DataFormatError` naming the file and line. Every JSONL reader of the project reads through it."""
+    for number, line in enumerate(_lines(read_text(path, encoding)), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"invalid JSON ({err.msg})", path, number) from None
+
+
 def _lines(text: str) -> list[str]:
     """Lines split on CR LF, CR or LF only: ``str.splitlines`` would also split on U+2028, U+0085, U+001C...,
     characters that can sit inside a token (web text), and shift every later token and line number."""
@@ -424,16 +436,9 @@ def read_ner_jsonl(path: str | Path, *, scheme: str = "IOB2", mode: Mode = "repa
     """
     path = Path(path)
     scheme = canonical_scheme(scheme)
-    text = read_text(path, encoding)
     sentences: list[Sentence] = []
     repaired: list[int] = []
-    for number, line in enumerate(_lines(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(f"invalid JSON ({err.msg})", path, number) from None
+    for number, row in json_lines(path, encoding):
         if not isinstance(row, dict):
             raise DataFormatError("expected a JSON object per line", path, number)
         if "tokens" in row:
