@@ -4,6 +4,7 @@ and the answers mistakes get (suggestions, missing paths, offline Hub, entity-ty
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import time
 import warnings
@@ -278,3 +279,17 @@ def test_a_hub_dataset_id_works_wherever_a_dataset_is_named(hub_api, unique_repo
     episode = sample_episodes(unique_repo_id, k_shot=1, seed=0)[0]
     assert episode.support_types == ["drug", "dose"] and episode.type_counts("support")["dose"] >= 1
     assert len(episode.query) == 9  # row ids repeat across the Hub splits: made unique, no query row is lost
+
+
+def test_episodes_take_an_explicit_format(tmp_path, capsys, monkeypatch):
+    """A JSON Lines file whose name says nothing (``corpus.data``): ``--format`` / ``source_format`` decide."""
+    from ner_adapters.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"tokens": text.split(), "ner_tags": tags} for text, tags in TRAIN * 3 + DEV + TEST]
+    Path("corpus.data").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    episode = sample_episodes("corpus.data", k_shot=1, seed=0, source_format="jsonl")[0]
+    assert sorted(episode.support_types) == ["city", "company", "person", "productline"]
+    out = tmp_path / "episodes.jsonl"
+    assert main(["episodes", "corpus.data", "--format", "jsonl", "--k-shot", "1", "--out", str(out)]) == 0
+    assert sorted(json.loads(out.read_text().splitlines()[0])["support_types"]) == sorted(episode.support_types)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .data.schema import DataFormatError
+from .data.sources import FORMATS as FORMAT_CHOICES
 
 
 def _cmd_data_list(args: argparse.Namespace) -> int:
@@ -53,7 +54,8 @@ def _cmd_episodes(args: argparse.Namespace) -> int:
     episodes = sample_episodes(
         args.name, target=args.target, n_way=args.n_way, k_shot=args.k_shot, n_episodes=args.n_episodes,
         seed=args.seed, query_size=args.query_size, query_k_shot=args.query_k_shot, source_config=args.config,
-        target_config=args.target_config, data_dir=args.data_dir,
+        target_config=args.target_config, data_dir=args.data_dir, source_format=args.format,
+        target_format=args.target_format,
     )
     save_episodes(episodes, args.out)
     for episode in episodes:
@@ -145,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats = data.add_parser("stats", help="sentences, tokens and entities per type")
     stats.add_argument("name", help="a registered name, a CoNLL/JSONL file, a folder of split files or a "
                        "save_to_disk folder, or a Hub dataset id")
-    stats.add_argument("--format", choices=("conll", "jsonl", "conllu", "disk", "hub"),
+    stats.add_argument("--format", choices=FORMAT_CHOICES,
                        help="the format of NAME (default: detected)")
     stats.add_argument("--config", help="genre / domain / fold")
     stats.add_argument("--split")
@@ -164,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     episodes.add_argument("--seed", type=int, default=0)
     episodes.add_argument("--query-size", type=int, help="random query sentences (default: the whole test split)")
     episodes.add_argument("--query-k-shot", type=int, help="sample the query greedily with this K instead")
+    episodes.add_argument("--format", choices=FORMAT_CHOICES, help="the format of NAME (default: detected)")
+    episodes.add_argument("--target-format", choices=FORMAT_CHOICES, help="the format of --target (default: detected)")
     episodes.add_argument("--out", required=True)
     episodes.set_defaults(func=_cmd_episodes)
 

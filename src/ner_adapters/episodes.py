@@ -202,6 +202,8 @@ def sample_episodes(
     support_split: str = "train",
     query_split: str = "test",
     data_dir: str | os.PathLike | None = None,
+    source_format: str | None = None,
+    target_format: str | None = None,
 ) -> list[Episode]:
     """N-way K-shot few-shot episodes: INTRA when ``target`` is ``None`` (or equal to ``source``), else INTER.
 
@@ -224,6 +226,8 @@ def sample_episodes(
         source_config, target_config (`str`, *optional*): subsets (genre, domain, fold).
         support_split, query_split (`str`): the splits to draw from (``"train"`` and ``"test"``).
         data_dir (`str` or `os.PathLike`, *optional*): the folder of the registered datasets.
+        source_format, target_format (`str`, *optional*): the format of a file or folder of your own
+            (`"conll"`, `"jsonl"`, `"conllu"`, `"disk"`, `"hub"`) when detection should not decide.
 
     Returns:
         `list[Episode]`: each with ``support`` and ``query`` sentences and their types; ``save_episodes`` writes
@@ -247,10 +251,12 @@ def sample_episodes(
     protocol: Protocol = "intra" if target in (None, source) and target_config in (None, source_config) else "inter"
     target_name = target or source
     target_cfg = target_config if target is not None else source_config
-    support_pool = load_sentences(source, source_config, split=support_split, data_dir=data_dir)
-    query_pool = load_sentences(target_name, target_cfg, split=query_split, data_dir=data_dir)
-    support_types = resolve_spec(source, source_config).types
-    query_types = resolve_spec(target_name, target_cfg).types
+    source_options = {"format": source_format} if source_format else {}
+    target_options = {"format": target_format} if target_format else ({} if target is not None else source_options)
+    support_pool = load_sentences(source, source_config, split=support_split, data_dir=data_dir, **source_options)
+    query_pool = load_sentences(target_name, target_cfg, split=query_split, data_dir=data_dir, **target_options)
+    support_types = resolve_spec(source, source_config, **source_options).types
+    query_types = resolve_spec(target_name, target_cfg, **target_options).types
     source_label = source + (f"/{source_config}" if source_config else "")
     target_label = target_name + (f"/{target_cfg}" if target_cfg else "")
     episodes = []
