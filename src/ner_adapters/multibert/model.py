@@ -180,7 +180,34 @@ def compute_dtype(name: str, device: torch.device):
 
 
 class MultiBertModel:
-    """A frozen core with per-domain adapters, per-scheme tagging heads and an optional domain router."""
+    """A frozen core with per-domain adapters, per-scheme tagging heads and an optional domain router.
+
+    Wraps an AdapterHub `AutoAdapterModel`. Each domain has its own adapter (LoRA or prefix tuning) and tags with
+    its label scheme's head; a general adapter per scheme is the router's fallback. Adapter activation,
+    tokenization and forward run under one lock, so one model serves many threads.
+
+    Args:
+        model (`AutoAdapterModel`): the core with its adapters and heads (use `from_core` or `load`).
+        tokenizer (`PreTrainedTokenizerFast`): the core's fast tokenizer (word ids are needed).
+        core_model (`str`): the core's Hub id or folder, recorded in the saved manifest.
+        max_length (`int`, defaults to 128): sub-tokens per forward; longer sentences are tagged in overlapping
+            windows, each word labelled where it has the most context.
+
+    Raises:
+        `ner_adapters.errors.MultiBertError`: an unknown domain, scheme or adapter, or a saved set that does not
+            fit its core (`CoreMismatchError`).
+
+    Example:
+
+    ```python
+    >>> from ner_adapters.multibert import MultiBertModel
+    >>> mbert = MultiBertModel.load("outputs/multibert/default/model")
+    >>> mbert.predict(["Mary flew to Paris ."], domain="email")
+    [[TaggedEntity(entity_group='PER', score=0.93, word='Mary', start=0, end=4, ...), ...]]
+    >>> mbert = MultiBertModel.from_core("intfloat/multilingual-e5-small")      # a new set
+    >>> mbert.add_scheme("uner", ["PER", "ORG", "LOC"]); mbert.add_domain("email", "uner")
+    ```
+    """
 
     def __init__(self, model, tokenizer, core_model: str, *, max_length: int = 128):
         check_fast(tokenizer)
