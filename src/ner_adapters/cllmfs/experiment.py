@@ -442,6 +442,13 @@ def _finished_episode(episode_dir: Path, episode: Episode) -> dict | None:
     return result if isinstance(result, dict) and result.get("episode") == episode.id else None
 
 
+def _processes(training_args: CLLMFSConfig) -> int:
+    """How many processes ran the experiment (data-parallel training under ``accelerate launch``)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=bool(training_args.use_cpu)).num_processes
+
+
 def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments, decoding: DecodingConfig,
                    training_args: CLLMFSConfig, model_args) -> dict | None:
     """Every episode in turn; writes ``episodes.jsonl``, per-episode folders and a summary ``results.json``."""
@@ -476,7 +483,8 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
     runs = [NERScores.from_dict(r["scores"]) for r in results]
     summary = {"method": method_args.method, "source": episodes[0].support_dataset, "target": episodes[0].query_dataset,
                "protocol": episodes[0].protocol, "k_shot": episodes[0].k_shot, "n_way": episodes[0].n_way,
-               "query_sentences": [len(e.query) for e in episodes], **summarize(runs), "episodes": results}
+               "query_sentences": [len(e.query) for e in episodes], **summarize(runs), "episodes": results,
+               "processes": _processes(training_args)}
     _write_json(root / "results.json", summary)
     f1 = summary["micro_f1"]
     print(f"{method_args.method} on {summary['source']} -> {summary['target']} ({summary['protocol']}, "
