@@ -94,7 +94,7 @@ def merge(old: dict, new: dict) -> dict:
 
     A router measured with another pooling than the entry's is added to ``router_accuracy_by_pooling`` only:
     ``router_accuracy`` stays the one of the entry's pooling (the run that tagged ``routed``)."""
-    skip = {"f1", "command", "router_accuracy_by_pooling"}
+    skip = {"f1", "command", "router_accuracy_by_pooling", "wall_minutes"}
     if old.get("router_pooling") and new.get("router_pooling") not in (None, old["router_pooling"]):
         skip |= {"router_accuracy", "router_pooling"}
     merged = {**old, **{k: v for k, v in new.items() if v is not None and k not in skip}}
@@ -103,6 +103,8 @@ def merge(old: dict, new: dict) -> dict:
                                             **new.get("router_accuracy_by_pooling", {})}
     commands = [c for c in (old.get("command"), new.get("command")) if c]
     merged["command"] = " ; ".join(dict.fromkeys(commands))
+    if new.get("command") not in (old.get("command") or "").split(" ; "):  # the runs' wall times add up
+        merged["wall_minutes"] = round((old.get("wall_minutes") or 0) + (new.get("wall_minutes") or 0), 1)
     return merged
 
 

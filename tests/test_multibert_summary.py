@@ -110,3 +110,11 @@ def test_unusable_results_exit_1(summary, tmp_path, capsys):
     assert summary.main([str(bad), "--out", str(tmp_path / "out.json")]) == 1
     assert "no variant and no router" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_merged_runs_add_their_wall_times_once(summary):
+    first = {"name": "t", "core": "c", "command": "run a", "f1": {"multibert": {"x": 1.0}}, "wall_minutes": 50.0}
+    second = {"name": "t", "core": "c", "command": "run b", "f1": {}, "router_accuracy": 0.99, "wall_minutes": 20.0}
+    merged = summary.merge(first, second)
+    assert merged["wall_minutes"] == 70.0 and merged["command"] == "run a ; run b" and merged["router_accuracy"] == 0.99
+    assert summary.merge(merged, second)["wall_minutes"] == 70.0  # the same run merged again adds nothing
