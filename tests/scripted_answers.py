@@ -64,3 +64,19 @@ class ScriptedAnswers:
             if step < len(target):
                 scores[row, target[step]] += 1e4
         return scores
+
+
+def scripted_occurrences(text: str, script: dict[str, list[str]], types) -> set[tuple[str, int, int]]:
+    """``(label, start, end)`` of every word-aligned occurrence of each type's scripted strings in ``text``:
+    what a scripted extraction must return (types are matched by their display name, as the prompts say them)."""
+    words = word_boundaries(text)
+    starts, ends = {s for s, _ in words}, {e for _, e in words}
+    found = set()
+    for entity_type in types:
+        for string in script.get(entity_type.name, []):
+            position = text.find(string)
+            while position >= 0:
+                if position in starts and position + len(string) in ends:
+                    found.add((entity_type.label, position, position + len(string)))
+                position = text.find(string, position + 1)
+    return found

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from scripted_answers import ScriptedAnswers
+from scripted_answers import ScriptedAnswers, scripted_occurrences
 from ner_adapters.cllmfs import CLLMFSAdapterConfig, CLLMFSExtractor, DecodingConfig, EntityType, save_adapter
 from ner_adapters.cllmfs.artifact import AdapterMismatchError, architecture_fingerprint
 from ner_adapters.cllmfs.constrained import AnswerGrammar, allowed_tokens, token_bytes, vocabulary_trie
@@ -45,17 +45,7 @@ def scripted(extractor):
 
 def occurrences(text, script):
     """(label, start, end) of every word-aligned occurrence of each type's scripted strings."""
-    words = word_boundaries(text)
-    starts, ends = {s for s, _ in words}, {e for _, e in words}
-    found = set()
-    for entity_type in TYPES:
-        for string in script.get(entity_type.name, []):
-            position = text.find(string)
-            while position >= 0:
-                if position in starts and position + len(string) in ends:
-                    found.add((entity_type.label, position, position + len(string)))
-                position = text.find(string, position + 1)
-    return found
+    return scripted_occurrences(text, script, TYPES)
 
 
 def triples(entities):

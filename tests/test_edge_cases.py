@@ -17,7 +17,7 @@ import torch
 
 from multibert_tiny import TYPES as TOY_TYPES
 from multibert_tiny import one_torch_thread, randomize
-from scripted_answers import ScriptedAnswers
+from scripted_answers import ScriptedAnswers, scripted_occurrences
 from ner_adapters.cllmfs import CLLMFSExtractor, DecodingConfig, EntityType, PromptFormat
 from ner_adapters.data.readers import tokenize_with_offsets
 
@@ -97,19 +97,7 @@ def scripted(extractor, monkeypatch):
     return install
 
 
-def expected_occurrences(text, script, types):
-    """(label, start, end) of every word-aligned occurrence of the scripted strings in the whole text."""
-    boundaries = tokenize_with_offsets(text)[1]
-    starts, ends = {s for s, _ in boundaries}, {e for _, e in boundaries}
-    out = set()
-    for entity_type in types:
-        for string in script.get(entity_type.name, []):
-            position = text.find(string)
-            while position >= 0:
-                if position in starts and position + len(string) in ends:
-                    out.add((entity_type.label, position, position + len(string)))
-                position = text.find(string, position + 1)
-    return out
+expected_occurrences = scripted_occurrences
 
 
 def triples(entities):
