@@ -380,8 +380,7 @@ def read_scored(path: str | os.PathLike, *, split: str = "test", data_dir: str |
     - any other dataset (a registered name, a folder, a Hub id): its ``split``, with the ids and texts ``predict``
       gives the same dataset's documents.
     """
-    from .cli import read_span_jsonl
-    from .data.readers import _jsonl_char_spans
+    from .data.readers import _jsonl_char_spans, read_span_jsonl
 
     path = Path(path)
     if not path.is_file():

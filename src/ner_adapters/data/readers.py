@@ -421,6 +421,30 @@ def _jsonl_char_spans(value, where: str, path: Path, number: int, text: str) -> 
     return spans
 
 
+def read_span_jsonl(path: str | Path) -> dict[str, list[dict]]:
+    """``{id: spans}`` from JSONL lines ``{"id": ..., "spans": [{"type", "start", "end"}]}``.
+
+    ``entities`` with transformers pipeline keys (``entity_group``, ``start``, ``end``) are read too; a
+    line without ``id`` is keyed by its line number.
+    """
+    path = Path(path)
+    rows: dict[str, list[dict]] = {}
+    for number, row in json_lines(path):
+        spans = row.get("spans", row.get("entities")) if isinstance(row, dict) else None
+        if not isinstance(spans, list):
+            raise DataFormatError("expected an object with a 'spans' (or 'entities') list", path, number)
+        for span in spans:
+            if not isinstance(span, dict) or "start" not in span or "end" not in span or not (
+                "type" in span or "entity_group" in span
+            ):
+                raise DataFormatError(f"span {span!r} needs 'type' (or 'entity_group'), 'start' and 'end'", path, number)
+        key = str(row.get("id", number))
+        if key in rows:
+            raise DataFormatError(f"duplicate id {key!r}", path, number)
+        rows[key] = spans
+    return rows
+
+
 def read_ner_jsonl(path: str | Path, *, scheme: str = "IOB2", mode: Mode = "repair",
                    encoding: str = "utf-8") -> list[Sentence]:
     """JSON Lines, one sentence (or document) per line, in one of three shapes:
