@@ -235,10 +235,7 @@ def resolve_model(name_or_path: str | os.PathLike, *, revision: str | None = Non
     if not _hub_offline() and _hub_serves(constants.ENDPOINT, canonical, revision):
         return canonical
     logger.info("using the packaged copy of %s", canonical)
-    folder = materialize_packaged(canonical)
-    if PACKAGED[canonical].converted:
-        _install_warning_filter()
-    return str(folder)
+    return str(materialize_packaged(canonical))
 
 
 def materialize_packaged(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -248,6 +245,7 @@ def materialize_packaged(name: str, cache_dir: str | os.PathLike | None = None) 
     files = packaged_files(canonical)
     if not packaged.converted:
         return files[0]
+    _install_warning_filter()  # the folder returned below is one transformers would warn about wrongly
     target = Path(cache_dir) if cache_dir else cache_root() / "models" / canonical.replace("/", "--")
     stamp = {"source": files[0].name, "size": sum(f.stat().st_size for f in files)}
     if packaged.sha256:
