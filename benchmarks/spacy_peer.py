@@ -58,7 +58,7 @@ def main() -> None:
                                      "micro_f1": f1}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"| dataset | test sentences | micro-F1 | P | R | sentences/s | per-episode F1 (queries) |")
+    print("| dataset | test sentences | micro-F1 | P | R | sentences/s | per-episode F1 (queries) |")
     print("|---|---|---|---|---|---|---|")
     for name, row in results["test_sets"].items():
         episodes = results["episodes"].get(name, {}).get("micro_f1", [])

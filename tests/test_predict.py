@@ -79,7 +79,7 @@ def test_routed_predict_writes_entities_with_offsets_and_domains(saved_set, corp
     with one_torch_thread():
         code, stdout, _ = run(capsys, "predict", str(corpus / "gold.conll"), "--model", str(saved_set), "--output",
                               str(out), "--batch-size", "4", "--no-progress")
-    assert code == 0 and f"tagged 13 of 13 document(s) (0 already in the output" in stdout and str(out) in stdout
+    assert code == 0 and "tagged 13 of 13 document(s) (0 already in the output" in stdout and str(out) in stdout
     records = lines(out)
     assert [r["id"] for r in records] == [f"gold-{i}" for i in range(13)]
     assert all(r["domain"] in DOMAINS and 0 <= r["domain_score"] <= 1 for r in records)

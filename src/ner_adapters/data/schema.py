@@ -8,7 +8,6 @@ source has no such notion.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
 from datasets import ClassLabel, Dataset, Features, List, Value
