@@ -4,7 +4,9 @@
     python tests/interrupt_worker.py multibert OUT CORE [resume] # one Multi-BERT train_adapter run
 
 ``STEP_SLEEP`` (seconds) slows every optimizer step so a signal reliably lands mid-run; ``PROGRESS_FILE``, when
-set, receives the global step after each one. Neither changes what is computed.
+set, receives the global step after each one. Neither changes what is computed. ``SIGTERM_AT_STEP=N`` makes the
+worker send itself SIGTERM at the end of step N, after the stop callback looked for one: the signal then stops
+the run at step N + 1 exactly, where an outside ``kill`` lands at a step that depends on the machine's load.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -28,6 +31,8 @@ def _progress_callback():
             time.sleep(float(os.environ.get("STEP_SLEEP", "0")))
             if os.environ.get("PROGRESS_FILE"):
                 Path(os.environ["PROGRESS_FILE"]).write_text(str(state.global_step))
+            if os.environ.get("SIGTERM_AT_STEP") == str(state.global_step):
+                os.kill(os.getpid(), signal.SIGTERM)
 
     return Progress()
 

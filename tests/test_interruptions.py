@@ -31,9 +31,12 @@ WORKER = TESTS / "interrupt_worker.py"
 TOLERANCE = 1e-6  # max |w_resumed - w_uninterrupted| over every adapter (and head) weight
 
 
-def start_worker(*args: str, progress: Path, sleep: float = 0.4) -> subprocess.Popen:
+def start_worker(*args: str, progress: Path, sleep: float = 0.4, sigterm_at_step: int | None = None
+                 ) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEP_SLEEP": str(sleep), "PROGRESS_FILE": str(progress),
            "HF_HUB_OFFLINE": "1"}
+    if sigterm_at_step is not None:
+        env["SIGTERM_AT_STEP"] = str(sigterm_at_step)
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=TESTS.parent)
 
@@ -211,23 +214,33 @@ def multibert_resume(out: Path, core: Path):
     return weights, result, Count.steps
 
 
-@pytest.mark.parametrize("kill", ["sigkill_after_checkpoint", "sigterm_midway"])
+@pytest.mark.parametrize("kill", ["sigkill_after_checkpoint", "sigterm_midway", "sigterm_at_epoch_end"])
 def test_multibert_run_killed_then_resumed(core, multibert_reference, tmp_path, kill):
-    """4 epochs of 2 steps, a checkpoint per epoch (with optimizer and RNG state when resume is on)."""
+    """4 epochs of 2 steps, a checkpoint per epoch (with optimizer and RNG state when resume is on).
+
+    SIGTERM is sent by the worker itself at a chosen step so that each case tests what it names whatever the
+    machine's load: the stop lands in the middle of epoch 3 (step 5; the half epoch must not be evaluated, or
+    the resumed run keeps another best epoch than the uninterrupted one) or at the end of epoch 2 (step 4;
+    that epoch's evaluation must run, as in the uninterrupted run).
+    """
     run_dir = tmp_path / "runs" / "holiday"
     progress = tmp_path / "progress"
-    worker = start_worker("multibert", str(tmp_path), str(core), progress=progress, sleep=0.5)
     if kill == "sigkill_after_checkpoint":
+        worker = start_worker("multibert", str(tmp_path), str(core), progress=progress, sleep=0.5)
         wait_for(lambda: complete(run_dir / "checkpoint-2"), worker)
         worker.send_signal(signal.SIGKILL)
         worker.communicate(timeout=60)
         assert worker.returncode == -signal.SIGKILL
     else:
-        wait_for(lambda: step(progress) >= 3, worker)  # inside epoch 2
-        worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=60)
+        stop = 5 if kill == "sigterm_midway" else 4
+        worker = start_worker("multibert", str(tmp_path), str(core), progress=progress, sleep=0.0,
+                              sigterm_at_step=stop - 1)
+        _, stderr = worker.communicate(timeout=240)
         assert worker.returncode == 128 + signal.SIGTERM, stderr[-3000:]
-        assert complete(run_dir / f"checkpoint-{step(progress)}")
+        assert step(progress) == stop and complete(run_dir / f"checkpoint-{stop}")
+        state = json.loads((run_dir / f"checkpoint-{stop}" / "trainer_state.json").read_text())
+        evaluated = [entry["step"] for entry in state["log_history"] if "eval_loss" in entry]
+        assert evaluated == [2, 4]  # epoch ends only: at step 5 the half epoch 3 is not evaluated
     assert not (tmp_path / "final.safetensors").exists()
     checkpoint = max((p for p in run_dir.glob("checkpoint-*") if complete(p)), key=lambda p: int(p.name.split("-")[1]))
     assert int(checkpoint.name.split("-")[1]) < 8 and (checkpoint / "optimizer.pt").is_file()

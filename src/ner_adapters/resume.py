@@ -80,6 +80,16 @@ class CheckpointOnSignal(TrainerCallback):
                 # the best one: the very checkpoint this stop is for. A limit of 2 keeps the best and the last.
                 args.save_total_limit = 2
 
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # Stopping breaks out of the epoch loop, and transformers then ends the epoch as if it were complete: with
+        # per-epoch evaluation it would evaluate (and maybe keep as best) a half-trained epoch that the
+        # uninterrupted run never evaluates, and resave the checkpoint with that in its history. Only a stop that
+        # falls on a real epoch end evaluates, as the uninterrupted run does at that step.
+        if self.received is not None and state.epoch is not None and abs(state.epoch - round(state.epoch)) > 1e-9:
+            control.should_evaluate = False
+            control.should_save = False  # already saved at the end of the step
+        return control
+
     def on_train_end(self, args, state, control, **kwargs):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
