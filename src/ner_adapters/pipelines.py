@@ -59,17 +59,9 @@ from transformers.pipelines.base import ChunkPipeline
 
 from .cllmfs.artifact import CLLMFSAdapterConfig
 from .errors import AdapterMismatchError
-from .hub.layout import (
-    KIND_CLLMFS,
-    KIND_DOMAIN,
-    KIND_MULTIBERT,
-    KIND_ROUTER,
-    MANIFEST,
-    ArtifactError,
-    MultiBertAssembly,
-    artifact_kind,
-    resolve_folder,
-)
+from .artifacts import HUB_MANIFEST, KIND_CLLMFS, KIND_DOMAIN, KIND_MULTIBERT, KIND_ROUTER, artifact_kind
+from .errors import ArtifactError
+from .hub.layout import MultiBertAssembly, resolve_folder
 
 from .paths import looks_local, missing_path_error
 
@@ -384,7 +376,7 @@ def _load_multibert(items: list[tuple[str, Path, str]], core: str | None, *, rou
             router_folder = folder
     for domain, ref in assembly.missing_router_domains().items():
         sibling = router_folder.parent / ref["folder"] if router_folder is not None and ref.get("folder") else None
-        if sibling is not None and (sibling / MANIFEST).is_file():
+        if sibling is not None and (sibling / HUB_MANIFEST).is_file():
             folder, source = sibling, str(sibling)
         elif ref.get("repo_id"):
             source = ref["repo_id"] + (f"@{ref['revision']}" if ref.get("revision") else "")
@@ -545,7 +537,7 @@ def pipeline(
 
 
 def _has_router(folder: Path) -> bool:
-    from .hub.layout import read_multibert_manifest
+    from .artifacts import read_multibert_manifest
 
     return bool(read_multibert_manifest(folder).get("router"))
 

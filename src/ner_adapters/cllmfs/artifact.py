@@ -12,20 +12,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..artifacts import CLLMFS_CONFIG, CLLMFS_FORMAT_VERSION, architecture_fingerprint  # noqa: F401
 from ..atomic import atomic_directory, atomic_write_text
 from .entity_types import EntityType
 from ..errors import AdapterMismatchError  # noqa: F401  (re-exported: raised here)
 
-CONFIG_NAME = "cllmfs_config.json"
-FORMAT_VERSION = 1
-
-
-def architecture_fingerprint(config) -> dict:
-    """The parts of a model config an adapter depends on (shapes, not weights)."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-            "intermediate_size", "vocab_size")
-    return {key: getattr(text, key, None) for key in keys}
+CONFIG_NAME = CLLMFS_CONFIG
+FORMAT_VERSION = CLLMFS_FORMAT_VERSION
 
 
 @dataclass

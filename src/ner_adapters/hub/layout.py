@@ -15,7 +15,8 @@ One repo per artifact, each loadable on its own:
 
 Exports are deterministic (files copied byte for byte, JSON written in a fixed order, local paths replaced
 by Hub ids), so re-exporting an unchanged artifact gives identical files and the push has nothing to commit.
-This module is light: torch and the Hub client are imported only where needed.
+Manifest names, formats and fingerprints come from :mod:`ner_adapters.artifacts`. This module is light: torch
+and the Hub client are imported only where needed.
 """
 
 from __future__ import annotations
@@ -28,19 +29,25 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
+from ..artifacts import (
+    CLLMFS_CONFIG,
+    HUB_FORMAT,
+    HUB_FORMAT_VERSION,
+    HUB_MANIFEST,
+    KIND_CLLMFS,
+    KIND_DOMAIN,
+    KIND_MULTIBERT,
+    KIND_ROUTER,
+    MULTIBERT_FORMAT,
+    MULTIBERT_FORMAT_VERSION,
+    MULTIBERT_MANIFEST,
+    artifact_kind,
+    read_hub_manifest,
+    read_json,
+    read_multibert_manifest,
+)
 from ..errors import ArtifactError  # noqa: F401  (re-exported: raised here)
 
-MANIFEST = "ner_adapters.json"
-FORMAT = "ner_adapters.hub"
-FORMAT_VERSION = 1
-KIND_DOMAIN = "multibert-domain"
-KIND_ROUTER = "multibert-router"
-KIND_MULTIBERT = "multibert"  # a whole ``MultiBertModel.save`` folder (local use; not pushed as such)
-KIND_CLLMFS = "cllmfs"
-
-MULTIBERT_MANIFEST = "multibert.json"  # ner_adapters.multibert.model.MANIFEST, without importing torch
-MULTIBERT_FORMAT = ("ner_adapters.multibert", 1)
-CLLMFS_CONFIG = "cllmfs_config.json"
 ADAPTER_FILES = ("adapter_config.json", "adapter.safetensors", "pytorch_adapter.bin")
 HEAD_FILES = ("head_config.json", "model_head.safetensors", "pytorch_model_head.bin")
 
@@ -89,56 +96,6 @@ def resolve_folder(spec: str | os.PathLike, *, revision: str | None = None, cach
                             "(or it is private and no token with access was found)") from None
     except RevisionNotFoundError:
         raise ArtifactError(f"the Hub repo {repo_id!r} has no revision {pinned or revision!r}") from None
-
-
-# --- reading ---------------------------------------------------------------------------------------------
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ArtifactError(f"{path}: cannot be read as JSON ({type(err).__name__})") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected a JSON object")
-    return data
-
-
-def read_manifest(folder: Path) -> dict:
-    """``ner_adapters.json`` of an exported Multi-BERT repo, checked."""
-    manifest = read_json(folder / MANIFEST)
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{folder / MANIFEST}: format {manifest.get('format')!r} version "
-                            f"{manifest.get('format_version')!r} is not {FORMAT!r} version {FORMAT_VERSION}")
-    if manifest.get("kind") not in (KIND_DOMAIN, KIND_ROUTER):
-        raise ArtifactError(f"{folder / MANIFEST}: unknown kind {manifest.get('kind')!r}")
-    return manifest
-
-
-def artifact_kind(folder: Path) -> str:
-    """Which artifact a folder holds; anything unknown is refused with what to do instead."""
-    if (folder / MANIFEST).is_file():
-        return read_manifest(folder)["kind"]
-    if (folder / MULTIBERT_MANIFEST).is_file():
-        return KIND_MULTIBERT
-    if (folder / CLLMFS_CONFIG).is_file():
-        return KIND_CLLMFS
-    if (folder / "adapter_config.json").is_file():
-        model_dir = folder.parent.parent
-        if (model_dir / MULTIBERT_MANIFEST).is_file():
-            raise ArtifactError(f"{folder} is one adapter inside a saved Multi-BERT model: pass the model folder "
-                                f"{model_dir} and choose the domain with domain={folder.name!r}")
-        raise ArtifactError(f"{folder} holds an adapter without ner-adapters metadata ({MANIFEST} or {CLLMFS_CONFIG}): "
-                            "its head, label map and base model are unknown, so it is refused")
-    raise ArtifactError(f"{folder} is not a ner-adapters artifact (no {MANIFEST}, {MULTIBERT_MANIFEST} or {CLLMFS_CONFIG})")
-
-
-def read_multibert_manifest(model_dir: Path) -> dict:
-    manifest = read_json(model_dir / MULTIBERT_MANIFEST)
-    if (manifest.get("format"), manifest.get("format_version")) != MULTIBERT_FORMAT:
-        raise ArtifactError(f"{model_dir / MULTIBERT_MANIFEST} is not a saved Multi-BERT model of format "
-                            f"{MULTIBERT_FORMAT[0]} version {MULTIBERT_FORMAT[1]}")
-    return manifest
 
 
 # --- exporting -------------------------------------------------------------------------------------------
@@ -190,8 +147,8 @@ def export_domain_adapter(model_dir: str | os.PathLike, domain: str, out: str | 
     core = portable_name(core_model or manifest["core_model"])
     _copy_component(model_dir / "adapters" / domain, out, ADAPTER_FILES, core)
     _copy_component(model_dir / "heads" / scheme, out, HEAD_FILES, core)
-    _write_json(out / MANIFEST, {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND_DOMAIN,
+    _write_json(out / HUB_MANIFEST, {
+        "format": HUB_FORMAT, "format_version": HUB_FORMAT_VERSION, "kind": KIND_DOMAIN,
         "domain": domain, "scheme": scheme, "labels": list(manifest["schemes"][scheme]),
         "general_for": _general_for(manifest, domain), "adapter": entry["adapter"],
         "core_model": core, "core_fingerprint": manifest["core_fingerprint"], "max_length": manifest["max_length"],
@@ -229,8 +186,8 @@ def export_router(model_dir: str | os.PathLike, out: str | os.PathLike, domain_r
     _copy_component(model_dir / "router" / "head", out, HEAD_FILES, core)
     refs = {d: {"repo_id": domain_refs[d].get("repo_id"), "revision": domain_refs[d].get("revision"),
                 "folder": domain_refs[d].get("folder")} for d in router_needs(manifest)}
-    _write_json(out / MANIFEST, {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND_ROUTER,
+    _write_json(out / HUB_MANIFEST, {
+        "format": HUB_FORMAT, "format_version": HUB_FORMAT_VERSION, "kind": KIND_ROUTER,
         "domains": list(router["domains"]), "threshold": router["threshold"], "max_length": router["max_length"],
         "adapter": router["adapter"], "general": dict(manifest.get("general", {})),
         "core_model": core, "core_fingerprint": manifest["core_fingerprint"],
@@ -332,12 +289,12 @@ class MultiBertAssembly:
         """Add one artifact folder (domain adapter, router or saved model); returns its kind."""
         kind = kind or artifact_kind(folder)
         if kind == KIND_DOMAIN:
-            m = read_manifest(folder)
+            m = read_hub_manifest(folder)
             self._core(source, m["core_model"], m["core_fingerprint"], m["max_length"])
             self._add_domain(m["domain"], _DomainPart(m["scheme"], list(m["labels"]), folder, folder, m["adapter"],
                                                       m.get("general_for"), source, True))
         elif kind == KIND_ROUTER:
-            m = read_manifest(folder)
+            m = read_hub_manifest(folder)
             self._core(source, m["core_model"], m["core_fingerprint"], m["tagging_max_length"])
             self._set_router({"adapter_dir": folder, "head_dir": folder, "domains": m["domains"],
                               "threshold": m["threshold"], "max_length": m["max_length"], "adapter": m["adapter"],
@@ -404,7 +361,7 @@ class MultiBertAssembly:
             router = {key: self.router[key] for key in ("domains", "threshold", "max_length", "adapter")}
         fingerprint = next(iter(self.fingerprints.values()))
         _write_json(staging / MULTIBERT_MANIFEST, {
-            "format": MULTIBERT_FORMAT[0], "format_version": MULTIBERT_FORMAT[1],
+            "format": MULTIBERT_FORMAT, "format_version": MULTIBERT_FORMAT_VERSION,
             "core_model": core_model or next(iter(self.core_models.values())), "core_fingerprint": fingerprint,
             "max_length": self.max_length, "schemes": schemes, "domains": domains, "general": general, "router": router,
         })
@@ -412,5 +369,5 @@ class MultiBertAssembly:
 
 
 __all__ = ["ArtifactError", "MultiBertAssembly", "artifact_kind", "export_cllmfs", "export_domain_adapter",
-           "export_router", "is_repo_id", "portable_name", "read_manifest", "resolve_folder", "router_needs",
+           "export_router", "is_repo_id", "portable_name", "read_hub_manifest", "resolve_folder", "router_needs",
            "split_revision"]

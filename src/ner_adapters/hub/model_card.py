@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .layout import ADAPTER_FILES, CLLMFS_CONFIG, HEAD_FILES, is_repo_id, read_json
+from ..artifacts import CLLMFS_CONFIG, read_hub_manifest, read_json
+from .layout import ADAPTER_FILES, HEAD_FILES, is_repo_id
 
 PROJECT_URL = "https://github.com/ner-adapters/ner-adapters"
 DEFAULT_EXAMPLE = "Mary Smith flew from London to Paris to meet the Google team."
@@ -233,10 +234,8 @@ def multibert_domain_card(repo_id: str, folder: Path, results: Mapping | None, *
                           example: str = DEFAULT_EXAMPLE, licence: str | None = None,
                           template_dir: str | os.PathLike | None = None, network: bool = True):
     """The card of an exported domain (or general) adapter folder."""
-    from .layout import read_manifest
-
     results = results or {}
-    manifest = read_manifest(folder)
+    manifest = read_hub_manifest(folder)
     domain, scheme, general_for = manifest["domain"], manifest["scheme"], manifest.get("general_for")
     sources = domain_sources(results)
     covered = [d for d, entry in (results.get("domain_scheme") or {}).items() if entry == scheme] if general_for else [domain]
@@ -295,10 +294,8 @@ def multibert_router_card(repo_id: str, folder: Path, results: Mapping | None, *
     """The card of an exported domain-classifier folder."""
     from huggingface_hub import EvalResult, constants
 
-    from .layout import read_manifest
-
     results = results or {}
-    manifest = read_manifest(folder)
+    manifest = read_hub_manifest(folder)
     sources = domain_sources(results)
     training = describe_sources(sources[d] for d in manifest["domains"] if d in sources)
     router = results.get("router")

@@ -23,21 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .layout import (
-    KIND_CLLMFS,
-    KIND_DOMAIN,
-    KIND_ROUTER,
-    ArtifactError,
-    export_cllmfs,
-    export_domain_adapter,
-    export_router,
-    file_sha256,
-    is_repo_id,
-    portable_name,
-    read_json,
-    read_multibert_manifest,
-    router_needs,
-)
+from ..artifacts import CLLMFS_CONFIG, KIND_CLLMFS, KIND_DOMAIN, KIND_ROUTER, read_json, read_multibert_manifest
+from ..errors import ArtifactError
+from .layout import export_cllmfs, export_domain_adapter, export_router, file_sha256, is_repo_id, portable_name, router_needs
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +228,7 @@ def cllmfs_episodes(run_dir: Path) -> list[int]:
     found = []
     for folder in sorted(run_dir.glob("episode-*"), key=lambda p: int(p.name.split("-")[1])
                          if p.name.split("-")[1].isdigit() else -1):
-        if (folder / "adapter" / "cllmfs_config.json").is_file():
+        if (folder / "adapter" / CLLMFS_CONFIG).is_file():
             found.append(int(folder.name.split("-")[1]))
     return found
 

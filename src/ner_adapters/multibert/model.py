@@ -19,7 +19,6 @@ The library's silent traps (``../shared/reference/stack_notes.md``) are guarded 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -31,6 +30,8 @@ from typing import Iterator, Literal, Sequence
 
 import torch
 
+from ..artifacts import MULTIBERT_FORMAT as FORMAT, MULTIBERT_FORMAT_VERSION as FORMAT_VERSION
+from ..artifacts import MULTIBERT_MANIFEST as MANIFEST, core_fingerprint, read_multibert_manifest
 from ..atomic import atomic_directory
 from ..models import MINILM, resolve_model
 from ..spans import label_names
@@ -38,9 +39,7 @@ from .domains import check_name
 from .tokenization import SentenceInput, TaggedEntity, check_fast, tag
 from ..errors import CoreMismatchError, MultiBertError  # noqa: F401  (re-exported: raised here)
 
-MANIFEST = "multibert.json"
-FORMAT = "ner_adapters.multibert"
-FORMAT_VERSION = 1
+
 ADAPTER_PREFIX = "ad_"
 HEAD_PREFIX = "head_"
 ROUTER_ADAPTER = "router"
@@ -134,19 +133,6 @@ class AdapterSpec:
 
 def _segments_match(parameter_name: str, module_name: str) -> bool:
     return module_name in parameter_name.split(".")
-
-
-def core_fingerprint(model) -> dict:
-    """Architecture numbers plus a hash of the word embeddings: enough to tell two cores apart."""
-    config = model.config
-    embeddings = model.get_input_embeddings().weight.detach().to(torch.float32).contiguous().numpy()
-    return {
-        "model_type": config.model_type,
-        "hidden_size": config.hidden_size,
-        "num_hidden_layers": config.num_hidden_layers,
-        "vocab_size": config.vocab_size,
-        "embeddings_sha256": hashlib.sha256(embeddings.tobytes()).hexdigest(),
-    }
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -585,25 +571,7 @@ class MultiBertModel:
         ``router_dtype`` sets the domain classifier's compute dtype (see ``classify``)."""
         path = Path(path)
         manifest_path = path / MANIFEST
-        if not manifest_path.is_file():
-            raise MultiBertError(f"{path} is not a saved Multi-BERT model (no {MANIFEST})")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except ValueError as err:
-            raise MultiBertError(f"{manifest_path}: not valid JSON ({err})") from None
-        if not isinstance(manifest, dict):
-            raise MultiBertError(f"{manifest_path}: expected a JSON object")
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise MultiBertError(f"{manifest_path}: format {manifest.get('format')!r} version "
-                                 f"{manifest.get('format_version')!r} is not {FORMAT!r} version {FORMAT_VERSION}")
-        missing = [k for k in ("core_model", "core_fingerprint", "max_length", "schemes", "domains", "general", "router")
-                   if k not in manifest]
-        unknown_schemes = sorted({str(e.get("scheme")) for e in manifest.get("domains", {}).values()
-                                  if isinstance(e, dict)} - set(manifest.get("schemes", {})))
-        if missing or unknown_schemes:
-            problem = f"missing field(s) {missing}" if missing else f"domains use scheme(s) {unknown_schemes} " \
-                f"that field 'schemes' does not define"
-            raise MultiBertError(f"{manifest_path}: {problem}")
+        manifest = read_multibert_manifest(path, error=MultiBertError)
         self = cls.from_core(core_model or manifest["core_model"], max_length=manifest["max_length"])
         fingerprint = core_fingerprint(self.model)
         if fingerprint != manifest["core_fingerprint"]:
