@@ -107,3 +107,25 @@ def test_zwnj_only_words_get_no_subtoken_and_stay_outside(tokenizer):
     predicted = predict_word_labels(lambda enc: torch.ones(*enc["input_ids"].shape, len(LABELS)), tokenizer,
                                     [words.words], max_length=16)
     assert predicted[0][1][1] is None and predicted[0][0][1] == 0
+
+
+def test_word_distributions_read_each_strategy_from_the_right_sub_tokens():
+    from ner_adapters.multibert.tokenization import word_distributions
+
+    # [CLS] w0 w1a w1b [SEP]: word 1 has two sub-tokens with different beliefs
+    probabilities = torch.tensor([[1.0, 0.0, 0.0], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.0, 0.1, 0.9], [1.0, 0.0, 0.0]])
+    word_ids = [None, 0, 1, 1, None]
+    first = word_distributions(word_ids, probabilities, "first")
+    assert set(first) == {0, 1} and torch.equal(first[1], probabilities[2])
+    assert torch.allclose(word_distributions(word_ids, probabilities, "average")[1], torch.tensor([0.3, 0.2, 0.5]))
+    assert torch.equal(word_distributions(word_ids, probabilities, "max")[1], probabilities[3])  # 0.9 beats 0.6
+    with pytest.raises(ValueError, match="unknown word strategy 'simple'"):
+        word_distributions(word_ids, probabilities, "simple")
+
+
+def test_stitch_windows_takes_each_word_from_its_owner_and_skips_dropped_words():
+    from ner_adapters.multibert.tokenization import stitch_windows
+
+    windows = [(0, 4), (2, 6)]  # words 2 and 3 in both: 2 is more central in window 0, 3 in window 1
+    per_window = [{0: "a0", 1: "a1", 2: "a2", 3: "a3"}, {2: "b2", 4: "b4", 5: "b5"}]  # window 1 dropped word 3
+    assert stitch_windows(windows, per_window) == {0: "a0", 1: "a1", 2: "a2", 4: "b4", 5: "b5"}

@@ -151,7 +151,7 @@ class MultiBertTokenClassificationPipeline(_NoSave, ChunkPipeline):
 
     def preprocess(self, inputs, domain: str | None = None):
         from .multibert.router import document_sentences
-        from .multibert.tokenization import word_windows
+        from .multibert.tokenization import lost_words, word_windows
 
         if not isinstance(inputs, str):
             raise TypeError(f"the pipeline takes a string (or a list of strings), got {type(inputs).__name__}")
@@ -164,10 +164,9 @@ class MultiBertTokenClassificationPipeline(_NoSave, ChunkPipeline):
             with self._tokenizer_lock:
                 encoding, tokens = self._encode(word_list)
                 windows = [(0, len(word_list))]
-                fitted = [w for w in encoding.word_ids(0) if w is not None] if word_list else []
-                if fitted and max(fitted) < len(word_list) - 1 and \
-                        encoding["input_ids"].shape[1] >= self.mbert.max_length:  # too long: overlapping windows,
-                    windows = word_windows(self.tokenizer, word_list, self.mbert.max_length)  # as predict() does
+                if word_list and lost_words(encoding.word_ids(0), len(word_list), encoding["input_ids"].shape[1],
+                                            self.mbert.max_length):  # too long: overlapping windows, as predict()
+                    windows = word_windows(self.tokenizer, word_list, self.mbert.max_length)
                     pieces = [self._encode(word_list[a:b]) for a, b in windows]
                 else:
                     pieces = [(encoding, tokens)]
@@ -229,31 +228,24 @@ class MultiBertTokenClassificationPipeline(_NoSave, ChunkPipeline):
     def _sentence_entities(chunks: list[dict], strategy: str, ignore: set, entities: list[dict], token_base: int) -> int:
         """One sentence's entities (appended to ``entities``) from its window chunks; returns the next token index.
 
-        A word in several windows is read from the window :func:`window_owners` gives it, as in
-        ``MultiBertModel.predict``.
+        Windows are read as ``MultiBertModel.predict`` reads them: each word from the window that owns it
+        (:func:`~ner_adapters.multibert.tokenization.stitch_windows`), its label from its sub-tokens
+        (:func:`~ner_adapters.multibert.tokenization.word_distributions`).
         """
-        from .multibert.tokenization import Words, entities_from_labels, window_owners
+        from .multibert.tokenization import (Words, entities_from_labels, stitch_windows, window_owners,
+                                             word_distributions)
 
         meta = chunks[0]["meta"]
         labels = list(chunks[0]["labels"])
-        owners = window_owners([chunk["meta"]["window"] for chunk in chunks])
-        positions: list[dict[int, list[int]]] = []
-        for chunk in chunks:
-            found: dict[int, list[int]] = {}
-            for position, word in enumerate(chunk["meta"]["word_ids"]):
-                if word is not None:
-                    found.setdefault(word, []).append(position)
-            positions.append(found)
-        if strategy == "none":
+        if strategy == "none":  # one entry per sub-token, of the words each window owns
+            owners = window_owners([chunk["meta"]["window"] for chunk in chunks])
             for number, chunk in enumerate(chunks):
                 probabilities, chunk_meta = chunk["probabilities"][0], chunk["meta"]
-                for word, word_positions in positions[number].items():
-                    if owners[word] != number:
+                for position, word in enumerate(chunk_meta["word_ids"]):
+                    if word is None or owners[word] != number:
                         continue
-                    for position in word_positions:
-                        label_id = int(probabilities[position].argmax())
-                        if labels[label_id] in ignore:
-                            continue
+                    label_id = int(probabilities[position].argmax())
+                    if labels[label_id] not in ignore:
                         word_start = meta["offsets"][word][0]
                         entities.append({"entity": labels[label_id],
                                          "score": float(probabilities[position, label_id]),
@@ -262,18 +254,12 @@ class MultiBertTokenClassificationPipeline(_NoSave, ChunkPipeline):
                                          "end": word_start + chunk_meta["token_offsets"][position][1]})
                 token_base += len(chunk_meta["word_ids"])
             return token_base
-        label_ids, scores = [0] * len(meta["words"]), [None] * len(meta["words"])
-        for word, number in owners.items():
-            word_positions = positions[number].get(word)
-            if not word_positions:
-                continue  # dropped by the tokenizer: O
-            probabilities = chunks[number]["probabilities"][0]
-            if strategy in ("simple", "first"):
-                distribution = probabilities[word_positions[0]]
-            elif strategy == "average":
-                distribution = probabilities[word_positions].mean(dim=0)
-            else:  # max
-                distribution = max((probabilities[p] for p in word_positions), key=lambda d: float(d.max()))
+        word_strategy = "first" if strategy == "simple" else strategy
+        distributions = stitch_windows([chunk["meta"]["window"] for chunk in chunks],
+                                       [word_distributions(chunk["meta"]["word_ids"], chunk["probabilities"][0],
+                                                           word_strategy) for chunk in chunks])
+        label_ids, scores = [0] * len(meta["words"]), [None] * len(meta["words"])  # words without sub-tokens: O
+        for word, distribution in distributions.items():
             label_ids[word] = int(distribution.argmax())
             scores[word] = float(distribution[label_ids[word]])
         words = Words(meta["text"], meta["words"], meta["offsets"])

@@ -126,7 +126,9 @@ def predict_word_labels(
     """Label id and probability of each word (its first sub-token); ``O`` (id 0) for words without sub-tokens.
 
     Sentences are batched by length so padding stays small; ``forward`` maps a tokenized batch to logits. A
-    sentence longer than ``max_length`` sub-tokens is tagged window by window (:func:`word_windows`).
+    sentence longer than ``max_length`` sub-tokens is tagged window by window (:func:`word_windows`), each word
+    read from the window that owns it (:func:`stitch_windows`). The token-classification pipeline reads its
+    windows with the same functions.
     """
     check_fast(tokenizer)
     results, truncated = _predict_rows(forward, tokenizer, word_lists, max_length, batch_size)
@@ -140,13 +142,51 @@ def predict_word_labels(
         for row, (index, _, _) in enumerate(windows):
             rows.setdefault(index, []).append(row)
         for index, sentence_rows in rows.items():
-            target_ids, target_scores = results[index]
             spans = [windows[row][1:] for row in sentence_rows]
-            for word, owner in window_owners(spans).items():
-                label_ids, scores = pieces[sentence_rows[owner]]
-                offset = word - spans[owner][0]
-                target_ids[word], target_scores[word] = label_ids[offset], scores[offset]
+            per_window = [{a + offset: (label, score) for offset, (label, score) in enumerate(zip(*pieces[row]))}
+                          for row, (a, _) in zip(sentence_rows, spans)]
+            target_ids, target_scores = results[index]
+            for word, (label, score) in stitch_windows(spans, per_window).items():
+                target_ids[word], target_scores[word] = label, score
     return results
+
+
+WORD_STRATEGIES = ("first", "average", "max")
+
+
+def word_distributions(word_ids: Sequence[int | None], probabilities: torch.Tensor,
+                       strategy: str = "first") -> dict[int, torch.Tensor]:
+    """Each word's distribution over the labels, read from its sub-tokens' rows of ``probabilities``.
+
+    ``first``: the first sub-token's (how the model is trained: later sub-tokens carry no label); ``average``:
+    the mean over the word's sub-tokens; ``max``: the sub-token with the most confident label. Words without a
+    sub-token (dropped by the tokenizer) are absent.
+    """
+    if strategy not in WORD_STRATEGIES:
+        raise ValueError(f"unknown word strategy {strategy!r}; one of {list(WORD_STRATEGIES)}")
+    positions: dict[int, list[int]] = {}
+    for position, word in enumerate(word_ids):
+        if word is not None:
+            positions.setdefault(word, []).append(position)
+    if strategy == "first":
+        return {word: probabilities[rows[0]] for word, rows in positions.items()}
+    if strategy == "average":
+        return {word: probabilities[rows].mean(dim=0) for word, rows in positions.items()}
+    return {word: max((probabilities[p] for p in rows), key=lambda d: float(d.max())) for word, rows in positions.items()}
+
+
+def lost_words(word_ids: Sequence[int | None], n_words: int, n_tokens: int, max_length: int) -> bool:
+    """Whether truncation at ``max_length`` cut words off the end of a sentence of ``n_words`` (then it is read in
+    windows); ``n_tokens`` is the length of its encoding without padding."""
+    return n_tokens >= max_length and _last_word(word_ids) < n_words - 1
+
+
+def stitch_windows(windows: Sequence[tuple[int, int]], per_window: Sequence[dict[int, object]]) -> dict[int, object]:
+    """Sentence word -> its value from the window that owns it (:func:`window_owners`); ``per_window[i]`` maps
+    sentence word indices to values for window ``i``. Words a window has no value for (dropped sub-tokens) are
+    absent."""
+    return {word: per_window[owner][word] for word, owner in window_owners(windows).items()
+            if word in per_window[owner]}
 
 
 def window_owners(windows: Sequence[tuple[int, int]]) -> dict[int, int]:
@@ -193,18 +233,13 @@ def _predict_rows(forward, tokenizer, word_lists, max_length, batch_size):
         encoding = tokenizer([list(word_lists[i]) for i in chunk], is_split_into_words=True, truncation=True,
                              max_length=max_length, padding=True, return_tensors="pt")
         probabilities = torch.softmax(forward(dict(encoding)).float(), dim=-1)
-        best_probability, best_label = probabilities.max(dim=-1)
         for row, index in enumerate(chunk):
-            n_words = len(word_lists[index])
             label_ids, scores = results[index]
-            seen = set()
-            for position, word_id in enumerate(encoding.word_ids(row)):
-                if word_id is None or word_id in seen:
-                    continue
-                seen.add(word_id)
-                label_ids[word_id] = int(best_label[row, position])
-                scores[word_id] = float(best_probability[row, position])
-            if max(seen, default=-1) < n_words - 1 and encoding["attention_mask"][row].sum() >= max_length:
+            word_ids = encoding.word_ids(row)
+            for word, distribution in word_distributions(word_ids, probabilities[row]).items():
+                score, label = distribution.max(dim=-1)
+                label_ids[word], scores[word] = int(label), float(score)
+            if lost_words(word_ids, len(word_lists[index]), int(encoding["attention_mask"][row].sum()), max_length):
                 truncated.append(index)
     return results, truncated
 
@@ -244,6 +279,6 @@ def tag(
     return [entities_from_labels(w, ids, scores, labels) for w, (ids, scores) in zip(items, predicted)]
 
 
-__all__ = ["IGNORE_INDEX", "SentenceInput", "TaggedEntity", "Words", "align_labels", "as_words", "check_fast",
-           "encode_tagging", "entities_from_labels", "predict_word_labels", "tag", "window_owners",
-           "word_windows"]
+__all__ = ["IGNORE_INDEX", "WORD_STRATEGIES", "SentenceInput", "TaggedEntity", "Words", "align_labels", "as_words",
+           "check_fast", "encode_tagging", "entities_from_labels", "lost_words", "predict_word_labels",
+           "stitch_windows", "tag", "window_owners", "word_distributions", "word_windows"]
