@@ -1,6 +1,7 @@
 """Word/sub-token alignment and character offsets of predicted entities (Persian, ZWNJ, emoji included)."""
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
