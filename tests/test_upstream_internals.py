@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from ner_adapters.internals import adapters as adapters_internals
 from ner_adapters.internals import trl as trl_internals
 
 
@@ -16,12 +17,27 @@ def _resolve(module: str, dotted: str):
     return obj
 
 
-@pytest.mark.parametrize("module, name", trl_internals.PRIVATE_API, ids=lambda v: str(v))
-def test_private_names_exist(module, name):
+@pytest.mark.parametrize("library, module, name", [("trl", *api) for api in trl_internals.PRIVATE_API]
+                         + [("adapters", *api) for api in adapters_internals.PRIVATE_API], ids=lambda v: str(v))
+def test_private_names_exist(library, module, name):
     try:
         _resolve(module, name)
     except AttributeError:
-        pytest.fail(f"{module}.{name} is gone from the installed version: update ner_adapters/internals/trl.py")
+        pytest.fail(f"{module}.{name} is gone from the installed version: update ner_adapters/internals/{library}.py")
+
+
+def test_adapters_classification_head_and_prefix_tuning_keep_the_shapes_relied_on():
+    from adapters.heads import ClassificationHead
+    from adapters.methods.prefix_tuning import PrefixTuning, PrefixTuningPool
+
+    params = list(inspect.signature(ClassificationHead.forward).parameters)
+    assert params[:5] == ["self", "outputs", "cls_output", "attention_mask", "return_dict"], \
+        f"adapters.heads.ClassificationHead.forward now takes {params}"
+    assert "cls_output is None" in inspect.getsource(ClassificationHead.forward), \
+        "ClassificationHead.forward no longer pools [CLS] only when no cls_output is given"
+    assert "self.prefix_tunings" in inspect.getsource(PrefixTuningPool.__init__), \
+        "PrefixTuningPool no longer keeps its prefixes in prefix_tunings"
+    assert "control_trans" in inspect.getsource(PrefixTuning.__init__), "PrefixTuning has no control_trans any more"
 
 
 def test_trl_use_triton_takes_a_device_and_sft_trainer_keeps_metrics_per_mode():

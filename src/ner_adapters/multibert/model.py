@@ -33,6 +33,7 @@ import torch
 from ..artifacts import MULTIBERT_FORMAT as FORMAT, MULTIBERT_FORMAT_VERSION as FORMAT_VERSION
 from ..artifacts import MULTIBERT_MANIFEST as MANIFEST, core_fingerprint, read_multibert_manifest
 from ..atomic import atomic_directory
+from ..internals.adapters import eject_prefix_tuning, mean_pooled_head_class
 from ..models import MINILM, resolve_model
 from ..spans import label_names
 from .domains import check_name
@@ -57,24 +58,7 @@ def mean_pooled_classification_head():
     cosine 0.970 between domains vs 0.975 within one). The pooling lives in the head's own type, saved in its
     ``head_config.json``, so every copy of the router (saved set, Hub repo, pipeline, Space) pools the same way.
     """
-    from adapters.heads import ClassificationHead
-
-    class MeanPooledClassificationHead(ClassificationHead):
-        def __init__(self, model, head_name, **kwargs):
-            super().__init__(model, head_name, **kwargs)
-            self.config["head_type"] = MEAN_POOLED_HEAD
-
-        def forward(self, outputs, cls_output=None, attention_mask=None, return_dict=False, **kwargs):
-            if cls_output is None:
-                hidden = outputs[0]
-                if attention_mask is None:
-                    cls_output = hidden.mean(dim=1)
-                else:
-                    mask = attention_mask[:, : hidden.shape[1]].unsqueeze(-1).to(hidden.dtype)
-                    cls_output = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-            return super().forward(outputs, cls_output, attention_mask, return_dict, **kwargs)
-
-    return MeanPooledClassificationHead
+    return mean_pooled_head_class(MEAN_POOLED_HEAD)
 
 
 LORA_ATTN_MATRICES = ("q", "k", "v")  # what adapters' BERT LoRA can wrap in self-attention (not its output "o")
@@ -343,26 +327,14 @@ class MultiBertModel:
         ``domain`` may be ``"router"`` for the classifier's adapter.
         """
         from adapters import PrefixTuningConfig
-        from adapters.methods.prefix_tuning import PrefixTuningPool
 
         name = self._adapter_name(domain)
         with self._lock:
             config = self.model.adapters_config.match(name, PrefixTuningConfig)
             if config is None or config.flat:
                 return False
-            pools = [m for m in self.model.modules() if isinstance(m, PrefixTuningPool) and name in m.prefix_tunings]
-            with torch.no_grad():
-                flat = [{key: prefix.eject().detach().clone() for key, prefix in pool.prefix_tunings[name].items()}
-                        for pool in pools]
-            self.model.delete_adapter(name)
-            self.model.add_adapter(name, config=config.replace(flat=True))
-            pools = [m for m in self.model.modules() if isinstance(m, PrefixTuningPool) and name in m.prefix_tunings]
-            if len(pools) != len(flat):
-                raise MultiBertError(f"ejecting prefix {domain!r}: {len(flat)} prefix pools before, {len(pools)} after")
-            with torch.no_grad():
-                for pool, weights in zip(pools, flat):
-                    for key, prefix in pool.prefix_tunings[name].items():
-                        prefix.control_trans.copy_(weights[key])
+            if not eject_prefix_tuning(self.model, name, config):
+                raise MultiBertError(f"ejecting prefix {domain!r}: the prefix pools changed when it was re-added flat")
             self.adapter_specs[domain] = AdapterSpec(**{**asdict(self.adapter_specs[domain]), "prefix_flat": True})
             return True
 
