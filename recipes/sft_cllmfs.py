@@ -17,15 +17,14 @@
 Options come from five dataclasses: EpisodeArguments and MethodArguments (ner_adapters.cllmfs.experiment),
 DecodingConfig (ner_adapters.cllmfs.extraction), CLLMFSConfig (TRL's SFTConfig plus the contrastive
 settings) and TRL's ModelConfig (model and LoRA). YAML files given with --config set them, later files
-overriding earlier ones; command-line flags override the files; an unknown key is an error. Without
---config the default config below is used.
+overriding earlier ones; command-line flags override the files; an error names the file, line and key
+(ner_adapters.yaml_config.parse_recipe_args, the loader of every recipe). Without --config the default config
+below is used.
 """
 
 import sys
-import tempfile
 from pathlib import Path
 
-import yaml
 from trl import ModelConfig, TrlParser
 
 from ner_adapters.cllmfs.cllmfs_config import CLLMFSConfig
@@ -34,52 +33,17 @@ from ner_adapters.cllmfs.experiment import EpisodeArguments, MethodArguments, ru
 from ner_adapters.cllmfs.extraction import DecodingConfig
 from ner_adapters.data import DataFormatError
 from ner_adapters.resume import TrainingInterrupted
-from ner_adapters.yaml_config import ConfigFileError, check_config_file, load_mapping
+from ner_adapters.yaml_config import ConfigFileError, parse_recipe_args
 
 DEFAULT_CONFIG = Path(__file__).parent / "cllmfs" / "wnut17_intra_5shot.yaml"
-
-
-def merge_configs(argv: list[str], parser=None) -> list[str]:
-    """Replace several ``--config FILE`` pairs by one merged file (TrlParser reads a single one).
-
-    With ``parser``, every file is first checked against it (:func:`ner_adapters.yaml_config.check_config_file`):
-    an unknown key or a value of the wrong type raises an error naming the file, line and key.
-    """
-    files, rest, i = [], [], 0
-    while i < len(argv):
-        if argv[i] == "--config":
-            if i + 1 >= len(argv):
-                raise SystemExit("--config needs a file")
-            files.append(argv[i + 1])
-            i += 2
-        else:
-            rest.append(argv[i])
-            i += 1
-    if not files:
-        files = [str(DEFAULT_CONFIG)]
-    merged: dict = {}
-    for name in files:
-        loaded = check_config_file(name, parser) if parser is not None else load_mapping(name)[0]
-        merged.update(loaded)
-    if len(files) == 1:
-        return ["--config", files[0], *rest]
-    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="cllmfs-config-", delete=False)
-    with handle:
-        yaml.safe_dump(merged, handle)
-    return ["--config", handle.name, *rest]
 
 
 def main(argv: list[str] | None = None):
     parser = TrlParser((EpisodeArguments, MethodArguments, DecodingConfig, CLLMFSConfig, ModelConfig))
     argv = list(sys.argv[1:] if argv is None else argv)
-    given = list(argv)
-    files = [argv[i + 1] for i, flag in enumerate(argv[:-1]) if flag == "--config"] or [str(DEFAULT_CONFIG)]
-    argv = merge_configs(argv, parser)
-    try:
-        episode_args, method_args, decoding, training_args, model_args = parser.parse_args_and_config(argv)
-    except ValueError as err:  # a dataclass refusing a value: name the files it came from (not the merged copy)
-        raise ConfigFileError(f"{', '.join(files)}: {err}") from None
-    record_command(training_args.output_dir, given)
+    episode_args, method_args, decoding, training_args, model_args = parse_recipe_args(
+        parser, argv, default_files=[DEFAULT_CONFIG])
+    record_command(training_args.output_dir, argv)
     summary = run_experiment(episode_args, method_args, decoding, training_args, model_args)
     if summary is not None:  # the main process: say where everything went
         print(where_outputs_went(Path(training_args.output_dir), len(summary["episodes"])), flush=True)

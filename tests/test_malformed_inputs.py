@@ -277,3 +277,29 @@ def test_yaml_lines_point_at_the_key(tmp_path):
     assert data == {"alpha": 1, "beta": ["x", "y"], "gamma": {"a": 1}}
     assert lines == {"alpha": 3, "beta": 5, "gamma": 8}
     assert yaml.safe_load(path.read_text()) == data
+
+
+def test_one_loader_for_every_recipe(cllmfs_recipe, trl_parser, tmp_path, monkeypatch):
+    """Both recipes parse through ``yaml_config.parse_recipe_args``: files in order, the command line last, a
+    mapping value as JSON, ``env`` applied, and an error blamed on the first file after which the files are refused."""
+    import inspect
+
+    from ner_adapters.multibert import config as multibert_config
+    from ner_adapters.yaml_config import parse_recipe_args
+
+    assert "parse_recipe_args(" in inspect.getsource(cllmfs_recipe.main)
+    assert "parse_recipe_args(" in inspect.getsource(multibert_config.parse_config)
+    monkeypatch.delenv("NER_ADAPTERS_TEST_ENV", raising=False)
+    base = write(tmp_path / "base.yaml", "dataset: wnut17\nk_shot: 5\nlearning_rate: 1.0e-3\n"
+                 "env: {NER_ADAPTERS_TEST_ENV: 'on'}\n")
+    overlay = write(tmp_path / "overlay.yaml", "k_shot: 1\nlr_scheduler_kwargs: {min_lr: 1.0e-5}\n")
+    episode, _, _, training, _ = parse_recipe_args(
+        trl_parser, ["--config", str(base), "--config", str(overlay), "--learning_rate", "2e-3"])
+    assert (episode.dataset, episode.k_shot, training.learning_rate) == ("wnut17", 1, 2e-3)
+    assert training.lr_scheduler_kwargs == {"min_lr": 1e-5}
+    assert os.environ["NER_ADAPTERS_TEST_ENV"] == "on"
+    bad = write(tmp_path / "bad.yaml", "cl_noise_kind: laplace\n")
+    with pytest.raises(ConfigFileError, match=r"bad\.yaml: cl_noise_kind must be"):
+        parse_recipe_args(trl_parser, ["--config", str(base), "--config", str(bad), "--config", str(overlay)])
+    with pytest.raises(ConfigFileError, match=r"argument --k_shot.*: invalid int value: 'x'"):  # the command line: no exit
+        parse_recipe_args(trl_parser, ["--config", str(base), "--k_shot", "x"])

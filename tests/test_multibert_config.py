@@ -36,7 +36,7 @@ def test_unknown_yaml_key_raises_naming_key_and_file(tmp_path):
 @pytest.mark.parametrize("text,message", [
     ("lora_r: three\n", r"cfg\.yaml:1: key 'lora_r': .*invalid int value: 'three'"),
     ("adapter_kind: ia3\n", r"cfg\.yaml:1: key 'adapter_kind': .*invalid choice"),
-    ("domains: parsner:health\n", r"cfg\.yaml: key 'domains' takes a list"),
+    ("domains: parsner:health\n", r"cfg\.yaml:1: key 'domains' takes a list"),
     ("lora_r: [3]\n", r"key 'lora_r' takes one value"),
     ("schemes: {parsner: x}\n", r"key 'schemes' must be a scalar or a list"),
     ("variants: [multibert, chatgpt]\n", r"variants: 'chatgpt' is not one of"),

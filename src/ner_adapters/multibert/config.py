@@ -8,8 +8,6 @@ and choices. A YAML key that no dataclass knows raises :class:`ConfigError` nami
 
 from __future__ import annotations
 
-import argparse
-import json
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,66 +206,7 @@ def _check_positive(obj: Any, *names: str) -> None:
 def _parser():
     from transformers import HfArgumentParser
 
-    class _Parser(HfArgumentParser):
-        # argparse exits the process on a bad value; a library raises instead.
-        def error(self, message: str):
-            raise ConfigError(message)
-
-    return _Parser(SECTIONS)
-
-
-def _yaml_to_argv(data: dict, parser: argparse.ArgumentParser, source: str, lines: dict | None = None) -> list[str]:
-    """The YAML mapping as ``--key value`` arguments, so it gets the CLI's conversions and choices."""
-    actions = {action.dest: action for action in parser._actions}
-    argv: list[str] = []
-    for key, value in data.items():
-        if key not in actions or key == "help":
-            known = sorted(dest for dest in actions if dest != "help")
-            where = f"{source}:{lines[key]}" if lines and key in lines else source
-            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(known)}")
-        if value is None:
-            if actions[key].default is not None:
-                raise ConfigError(f"{source}: key {key!r} cannot be null")
-            continue
-        if isinstance(value, dict):
-            raise ConfigError(f"{source}: key {key!r} must be a scalar or a list, got a mapping")
-        if isinstance(value, list):
-            if not value:
-                if actions[key].default:
-                    raise ConfigError(f"{source}: key {key!r} cannot be an empty list")
-                continue
-            if actions[key].nargs != "+":
-                raise ConfigError(f"{source}: key {key!r} takes one value, got a list")
-            # a mapping in a list (a domain entry {name, data, scheme}) travels as JSON, which parse_domain_specs reads
-            argv += [f"--{key}", *(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)]
-        else:
-            if actions[key].nargs == "+":
-                raise ConfigError(f"{source}: key {key!r} takes a list")
-            argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return argv
-
-
-def _config_files(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``--config FILE`` (repeatable; a first positional file is the same as one) split from the other args."""
-    files, rest = [], []
-    index = 0
-    if argv and not argv[0].startswith("-"):
-        files.append(argv[0])
-        index = 1
-    while index < len(argv):
-        arg = argv[index]
-        if arg == "--config":
-            if index + 1 >= len(argv):
-                raise ConfigError("--config needs a file")
-            files.append(argv[index + 1])
-            index += 2
-            continue
-        if arg.startswith("--config="):
-            files.append(arg.split("=", 1)[1])
-        else:
-            rest.append(arg)
-        index += 1
-    return files, rest
+    return HfArgumentParser(SECTIONS)
 
 
 def parse_config(argv: Sequence[str] | None = None, *, yaml_file: str | Path | None = None) -> MultiBertConfig:
@@ -275,31 +214,13 @@ def parse_config(argv: Sequence[str] | None = None, *, yaml_file: str | Path | N
     later files override earlier ones and the command line overrides them all. Each file is checked key by key
     first (:func:`ner_adapters.yaml_config.check_config_file`), so an error names its file, line and key. A first
     positional file is read as ``--config FILE``."""
-    from ..yaml_config import check_config_file, load_mapping
+    from ..yaml_config import parse_recipe_args, split_config_args
 
-    files, argv = _config_files(list(argv or []))
+    files, rest = split_config_args(list(argv or []))
     if yaml_file is not None:
         files.insert(0, str(yaml_file))
-    parser = _parser()
-    file_argv: list[str] = []
-    for name in files:
-        path = Path(name)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
-        check_config_file(path, parser)
-        data, lines = load_mapping(path)
-        this_file = _yaml_to_argv(data, parser, str(path), lines)
-        try:  # the file alone first, so a bad value in it is reported with the file's name
-            parser.parse_args_into_dataclasses(args=this_file)
-        except ValueError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        file_argv += this_file
-    try:
-        model, data_args, training, router = parser.parse_args_into_dataclasses(args=file_argv + argv)
-    except ValueError as err:  # unused CLI arguments; ConfigError from __post_init__ passes through
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(str(err)) from None
+    model, data_args, training, router = parse_recipe_args(
+        _parser(), [arg for name in files for arg in ("--config", name)] + rest)
     return MultiBertConfig(model, data_args, training, router, source=", ".join(files) or None)
 
 
