@@ -86,7 +86,36 @@ def _api(api=None, token: str | bool | None = None):
 def push_folder(folder: str | os.PathLike, repo_id: str, *, kind: str, api=None, token: str | bool | None = None,
                 repo_type: str = "model", private: bool | None = None, space_sdk: str | None = None,
                 commit_message: str | None = None) -> PushResult:
-    """Make ``repo_id`` hold exactly ``folder``'s files (plus ``.gitattributes``), in at most one commit."""
+    """Make ``repo_id`` hold exactly ``folder``'s files (plus ``.gitattributes``), in at most one commit.
+
+    Files already on the Hub with the same content are not uploaded again, and files the folder no longer has are
+    deleted, in the same commit; that commit names the revision it builds on (``parent_commit``), so a push that
+    fails midway leaves the repo at its previous revision and can simply be run again.
+
+    Args:
+        folder: the exported artifact (every file under it is pushed, paths kept).
+        repo_id: ``namespace/name`` on the Hub; created when missing.
+        kind: what the folder is (``multibert-domain``, ``multibert-router``, ``cllmfs``, ``space``), for the
+            result and the default commit message.
+        api: a ``huggingface_hub.HfApi`` (one is made from ``token`` otherwise).
+        token: a Hub token, or ``None`` for the logged-in one. Never logged.
+        repo_type: ``"model"`` or ``"space"``.
+        private: create the repo private (an existing repo keeps its visibility).
+        space_sdk: the Space SDK when creating a Space.
+        commit_message: overrides ``"Upload <kind> with ner-adapters"``.
+
+    Returns:
+        :class:`PushResult`: the repo, its revision after the push, whether a commit was made, and the files
+        changed and deleted.
+
+    Raises:
+        huggingface_hub.errors.HfHubHTTPError: the Hub refused the request (no access, a concurrent commit moved
+            the repo past the revision read here).
+
+    Example:
+        >>> push_folder("exports/ner-router", "me/ner-router", kind="multibert-router")  # doctest: +SKIP
+        PushResult(repo_id='me/ner-router', kind='multibert-router', commit='9f1c...', committed=True, ...)
+    """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     from huggingface_hub.hf_api import RepoFile
 
@@ -354,7 +383,30 @@ def export_space(space_dir: str | os.PathLike, out: str | os.PathLike, *, models
 def push_space(space_dir: str | os.PathLike, space_id: str, *, models: Mapping[str, object],
                export_dir: str | os.PathLike, api=None, token: str | bool | None = None, private: bool | None = None,
                dry_run: bool = False) -> PushResult:
-    """Push the Gradio Space (``spaces/``) configured to load ``models`` (see :func:`export_space`)."""
+    """Push the Gradio Space (``spaces/``) configured to load ``models`` (see :func:`export_space`).
+
+    Args:
+        space_dir: the Space's source folder (the project's ``spaces/``).
+        space_id: ``namespace/name`` of the Space repo; created (Gradio SDK) when missing.
+        models: what the Space loads: ``{"multibert": [router or domain repo ids], "cllmfs": repo id or None}``,
+            ids pinned with ``@revision`` where possible (:func:`space_models` builds it from a push's results).
+        export_dir: where the Space's files are assembled before the push (its ``requirements.txt`` generated
+            from this package's dependencies).
+        api, token, private: as for :func:`push_folder`.
+        dry_run: assemble the folder only, push nothing.
+
+    Returns:
+        :class:`PushResult` of the Space repo (``commit`` is ``None`` for a dry run).
+
+    Raises:
+        ner_adapters.errors.ArtifactError: ``space_dir`` lacks one of the Space's files (``app.py``, its card...).
+        huggingface_hub.errors.HfHubHTTPError: the Hub refused the push.
+
+    Example:
+        >>> results = push_multibert("outputs/multibert/default/model", namespace="me", prefix="ner",
+        ...                          export_dir="exports")  # doctest: +SKIP
+        >>> push_space("spaces", "me/ner-demo", models=space_models(results), export_dir="exports")  # doctest: +SKIP
+    """
     folder = export_space(space_dir, Path(export_dir) / space_id.split("/")[1], models=models)
     if dry_run:
         return PushResult(space_id, KIND_SPACE, None, False, repo_type="space", folder=str(folder))
