@@ -426,3 +426,62 @@ def test_length_grouped_order_survives_a_resume():
     assert epoch_orders(theirs)[3] != epoch_orders(theirs, resumed_at=3)[0]  # the problem it fixes
     assert epoch_orders(ours)[0] != epoch_orders(ours)[1]  # still shuffled between epochs
     assert sorted(epoch_orders(ours)[2]) == list(range(400))
+
+
+def _router_run(out: Path, core: Path, monkeypatch, sigterm_at_step: int | None = None):
+    """The domain classifier alone over two tiny domains, 3 epochs of 2 steps, resumable; returns its weights."""
+    from transformers import TrainerCallback
+
+    from multibert_tiny import make_sentences, one_torch_thread
+    from ner_adapters.multibert import MultiBertModel, make_groups, router as router_module, train_router
+    from ner_adapters.multibert.config import MultiBertTrainingArguments, RouterArguments
+
+    original = router_module.adapter_trainer_class
+
+    class SelfSigterm(TrainerCallback):  # runs after the stop callback: the stop lands one step later
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == sigterm_at_step:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def with_signal():
+        base = original()
+
+        class Trainer(base):
+            def __init__(self, *a, **k):
+                super().__init__(*a, **k)
+                self.add_callback(SelfSigterm())
+
+        return Trainer
+
+    monkeypatch.setattr(router_module, "adapter_trainer_class", with_signal)
+    with one_torch_thread():
+        torch.manual_seed(0)
+        mbert = MultiBertModel.from_core(str(core), max_length=32)
+        mbert.add_router(["legal", "sports"], max_length=64, threshold=0.0)
+        data = {"legal": make_sentences("news", 48, 0), "sports": make_sentences("sports", 48, 0)}
+        dev = {"legal": make_sentences("news", 16, 1), "sports": make_sentences("sports", 16, 1)}
+        result = train_router(
+            mbert, make_groups(data, mbert.tokenizer, group_size=8, max_length=64, seed=0),
+            make_groups(dev, mbert.tokenizer, group_size=8, max_length=64),
+            RouterArguments(group_size=8, router_max_length=64, router_learning_rate=5e-3, router_epochs=3),
+            MultiBertTrainingArguments(output_dir=str(out), per_device_train_batch_size=8, logging_steps=100,
+                                       early_stopping_min_epochs=0, early_stopping_patience=10, keep_checkpoints=True,
+                                       resume_from_checkpoint=True, seed=7))
+    weights = {n: p.detach().clone() for n, p in mbert.model.named_parameters()
+               if "router" in n.split(".") or n.startswith("heads.router_head")}
+    return weights, result
+
+
+def test_router_run_stopped_midway_then_resumed(core, tmp_path, monkeypatch):
+    """The router's training resumes like a domain adapter's: stopped by SIGTERM in the middle of epoch 2, the
+    same call continues from the checkpoint to the weights of an uninterrupted run."""
+    from ner_adapters.resume import TrainingInterrupted
+
+    expected, expected_result = _router_run(tmp_path / "straight", core, monkeypatch)
+    assert expected_result.epochs == 3
+    with pytest.raises(TrainingInterrupted) as stopped:
+        _router_run(tmp_path / "stopped", core, monkeypatch, sigterm_at_step=2)
+    assert stopped.value.checkpoint.endswith("checkpoint-3")  # mid epoch 2 (12 groups, batch 8: 2 steps an epoch)
+    weights, result = _router_run(tmp_path / "stopped", core, monkeypatch)
+    assert max_difference(weights, expected) <= TOLERANCE
+    assert result.best_dev_metric == expected_result.best_dev_metric and result.epochs == 3
