@@ -103,14 +103,21 @@ def run(args: PushArguments) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from trl import TrlParser
+    from transformers import HfArgumentParser
+
+    from ner_adapters.yaml_config import parse_recipe_args
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    (args,) = TrlParser((PushArguments,)).parse_args_and_config(list(sys.argv[1:] if argv is None else argv))
+    (args,) = parse_recipe_args(HfArgumentParser((PushArguments,)), list(sys.argv[1:] if argv is None else argv))
     return run(args)
 
 
 if __name__ == "__main__":
-    main()
+    from ner_adapters.errors import ConfigError
+
+    try:
+        main()
+    except ConfigError as err:  # the user's file or flags are wrong: say where, without a traceback
+        sys.exit(f"error: {err}")

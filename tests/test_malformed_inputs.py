@@ -287,8 +287,12 @@ def test_one_loader_for_every_recipe(cllmfs_recipe, trl_parser, tmp_path, monkey
     from ner_adapters.multibert import config as multibert_config
     from ner_adapters.yaml_config import parse_recipe_args
 
+    from hub_tiny import load_recipe
+
     assert "parse_recipe_args(" in inspect.getsource(cllmfs_recipe.main)
     assert "parse_recipe_args(" in inspect.getsource(multibert_config.parse_config)
+    for name in ("push_to_hub", "push_space"):
+        assert "parse_recipe_args(" in inspect.getsource(load_recipe(name).main), name
     monkeypatch.delenv("NER_ADAPTERS_TEST_ENV", raising=False)
     base = write(tmp_path / "base.yaml", "dataset: wnut17\nk_shot: 5\nlearning_rate: 1.0e-3\n"
                  "env: {NER_ADAPTERS_TEST_ENV: 'on'}\n")
