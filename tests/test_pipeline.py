@@ -293,3 +293,26 @@ def test_package_export_is_the_function():
     import ner_adapters
 
     assert ner_adapters.pipeline is pipeline and callable(pipeline)
+
+
+def test_entity_types_alone_load_the_default_zero_shot_adapter(cllmfs_run, hub_api, monkeypatch):
+    """``pipeline(entity_types=...)`` without ``adapter=`` loads the default CLLMFS adapter (here: a local-Hub repo
+    named by the environment variable); one that cannot be fetched says how to choose another."""
+    import yaml
+
+    from hub_tiny import push_model_folder
+    from ner_adapters import pipelines
+
+    push = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "push" / "zero_shot.yaml").read_text())
+    published = f"{push['namespace']}/{push['repo_prefix']}-cllmfs-{Path(push['cllmfs_runs'][0]).name}"
+    assert pipelines.DEFAULT_CLLMFS_ADAPTER == published  # the id the push recipe publishes to
+    monkeypatch.setenv(pipelines.DEFAULT_CLLMFS_ENV, push_model_folder(hub_api, cllmfs_run.adapter_dir, "zero-shot"))
+    ner = pipeline("ner", entity_types={"drug": "the name of a medication"})
+    assert isinstance(ner, pipelines.CLLMFSTokenClassificationPipeline)
+    assert [t.label for t in ner.entity_types] == ["drug"]
+    monkeypatch.setenv(pipelines.DEFAULT_CLLMFS_ENV, "tester/no-such-adapter")
+    with pytest.raises(ArtifactError, match="default zero-shot CLLMFS adapter 'tester/no-such-adapter'.*"
+                                            "NER_ADAPTERS_CLLMFS_ADAPTER"):
+        pipeline("ner", entity_types=["drug"])
+    with pytest.raises(ValueError, match="or only entity_types="):
+        pipeline("ner")

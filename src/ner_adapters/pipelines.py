@@ -47,6 +47,7 @@ code. ``cache_dir``, ``revision`` and ``token`` apply to the adapter repos; the 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 import threading
@@ -65,7 +66,14 @@ from .hub.layout import MultiBertAssembly, resolve_folder
 
 from .paths import looks_local, missing_path_error
 
+logger = logging.getLogger(__name__)
+
 TASKS = ("token-classification", "ner")
+#: The zero-shot-capable CLLMFS adapter (``recipes/cllmfs/zero_shot_adapter.yaml``, published by
+#: ``recipes/push/zero_shot.yaml``): what ``pipeline(entity_types=...)`` loads when no adapter is given. The
+#: environment variable ``NER_ADAPTERS_CLLMFS_ADAPTER`` (a Hub id or folder) replaces it.
+DEFAULT_CLLMFS_ADAPTER = "ner-adapters/ner-adapters-cllmfs-zero-shot"
+DEFAULT_CLLMFS_ENV = "NER_ADAPTERS_CLLMFS_ADAPTER"
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 AUTO = "auto"
 
@@ -437,6 +445,8 @@ def pipeline(
             CLLMFS adapter; `"repo@revision"` pins one repo.
         entity_types (`list[str]` or `dict[str, str]`, *optional*):
             CLLMFS: the types to extract, as labels or `{label: description}` (defaults to the adapter's own).
+            Given without `adapter`, the default zero-shot CLLMFS adapter is loaded (`DEFAULT_CLLMFS_ADAPTER`, or
+            the environment variable `NER_ADAPTERS_CLLMFS_ADAPTER`).
         aggregation_strategy (`str`, defaults to `"simple"`):
             How sub-token labels become entities, as in transformers (`"simple"`, `"first"`, `"average"`, `"max"`,
             `"none"`). Multi-BERT heads are trained on each word's first sub-token.
@@ -481,10 +491,14 @@ def pipeline(
     """
     if task not in TASKS:
         raise ValueError(f"ner_adapters.pipeline supports the task 'token-classification' (alias 'ner'), not {task!r}")
+    default_adapter = adapter is None and entity_types is not None
+    if default_adapter:
+        adapter = default_cllmfs_adapter()
+        logger.info("no adapter given with entity_types: the default zero-shot CLLMFS adapter %s", adapter)
     if adapter is None:
         raise ValueError("pass adapter=...: a domain adapter (repo id or folder), a list of them, a domain classifier "
-                         "repo or saved Multi-BERT folder, 'auto', or a CLLMFS adapter; for a plain model use "
-                         "transformers.pipeline")
+                         "repo or saved Multi-BERT folder, 'auto', or a CLLMFS adapter (or only entity_types=..., "
+                         "for the default zero-shot CLLMFS adapter); for a plain model use transformers.pipeline")
     if isinstance(adapter, (str, os.PathLike)) and str(adapter) == AUTO:
         if model is None:
             raise ValueError("adapter='auto' routes with a domain classifier: pass it as model=<router repo or saved "
@@ -499,7 +513,13 @@ def pipeline(
     for spec in specs:
         if not os.path.isdir(spec) and looks_local(spec):  # a mistyped folder, not a Hub id: no network round trip
             raise missing_path_error(spec, "adapter folder")
-        folder = resolve_folder(spec, revision=revision, cache_dir=cache_dir, token=token)
+        try:
+            folder = resolve_folder(spec, revision=revision, cache_dir=cache_dir, token=token)
+        except (ArtifactError, OSError) as err:
+            if not default_adapter:
+                raise
+            raise ArtifactError(f"the default zero-shot CLLMFS adapter {spec!r} could not be loaded ({err}); pass "
+                                f"adapter=<a CLLMFS adapter folder or Hub id>, or set {DEFAULT_CLLMFS_ENV}") from None
         items.append((str(spec), folder, artifact_kind(folder)))
     pipeline_kwargs = {"aggregation_strategy": aggregation_strategy, "device": device, **kwargs}
     kinds = {kind for _, _, kind in items}
@@ -522,10 +542,17 @@ def pipeline(
                            cache_dir=cache_dir, token=token, pipeline_kwargs=pipeline_kwargs)
 
 
+def default_cllmfs_adapter() -> str:
+    """The CLLMFS adapter ``pipeline(entity_types=...)`` loads when given no adapter: ``$NER_ADAPTERS_CLLMFS_ADAPTER``
+    when set, else :data:`DEFAULT_CLLMFS_ADAPTER`."""
+    return os.environ.get(DEFAULT_CLLMFS_ENV) or DEFAULT_CLLMFS_ADAPTER
+
+
 def _has_router(folder: Path) -> bool:
     from .artifacts import read_multibert_manifest
 
     return bool(read_multibert_manifest(folder).get("router"))
 
 
-__all__ = ["AGGREGATIONS", "CLLMFSTokenClassificationPipeline", "MultiBertTokenClassificationPipeline", "pipeline"]
+__all__ = ["AGGREGATIONS", "CLLMFSTokenClassificationPipeline", "DEFAULT_CLLMFS_ADAPTER", "MultiBertTokenClassificationPipeline",
+           "default_cllmfs_adapter", "pipeline"]
