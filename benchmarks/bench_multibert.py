@@ -10,8 +10,9 @@ unit). Variants, interleaved and rotated across repeats, all ending in the same 
 - ``one_adapter``: ``MultiBertModel.predict`` with one domain adapter for every sentence (no routing);
 - ``routed_docs`` / ``routed_groups8``: ``DomainRouter.tag_many`` on the documents (classify each document,
   then tag its sentences grouped by adapter, one switch per group);
-- ``routed_*_router_bfloat16``: the same with the classifier computing in bfloat16 (``router_dtype``), tagging
-  still in float32; its decisions on every test document are compared with float32's.
+- ``routed_*_router_<dtype>``: the same with the classifier computing in ``<dtype>`` (``router_dtype``; float32 and
+  bfloat16 by default, ``routed_docs`` itself runs at the model's default, ``auto``), tagging still in float32;
+  each dtype's decisions on every test document are compared with float32's.
 
 Also measured: the domain classifier's cost per document and the cost of one adapter switch.
 
@@ -117,7 +118,7 @@ def main():
     parser.add_argument("--router-lengths", type=int, nargs="*", default=[128, 64],
                         help="also time routing with the classifier reading only this many tokens per document, "
                              "and score its document accuracy on every test document")
-    parser.add_argument("--router-dtypes", nargs="*", default=["bfloat16"],
+    parser.add_argument("--router-dtypes", nargs="*", default=["float32", "bfloat16"],
                         help="also time routing with the classifier computing in these dtypes (router_dtype), and "
                              "score its document accuracy and agreement with float32 on every test document")
     parser.add_argument("--before", action="store_true",
@@ -133,6 +134,7 @@ def main():
 
     from ner_adapters.models import MINILM, resolve_model
     from ner_adapters.multibert import DomainRouter, MultiBertModel
+    from ner_adapters.multibert.model import native_bfloat16
     from ner_adapters.multibert.tokenization import tag
 
     if args.quick:
@@ -240,12 +242,9 @@ def main():
         def scored(domains):
             return sum(d == genre for d, (genre, _) in zip(domains, all_docs)) / len(all_docs)
 
-        exact = decided(mbert.classify(all_texts))
+        exact = decided(computing("float32", lambda: mbert.classify(all_texts))())  # the reference decisions
         for length in [mbert.router_max_length, *args.router_lengths]:
-            if length == mbert.router_max_length:
-                found = exact
-            else:
-                found = decided(reading(length, lambda: mbert.classify(all_texts))())
+            found = decided(reading(length, lambda: mbert.classify(all_texts))())  # at the default dtype
             accuracy[length] = scored(found)
         for dtype in args.router_dtypes:
             found = decided(computing(dtype, lambda: mbert.classify(all_texts))())
@@ -309,9 +308,12 @@ def main():
                                                 if vs[f"routed_docs_router_{dtype}"] >= 0.7]}
     if args.quick:  # tiny random models: the targets are about the real ones
         targets = {key: None for key in targets}
+    print(f"\nrouter_dtype default: {mbert.router_dtype!r}, computing in "
+          f"{'bfloat16' if mbert.router_dtype == 'auto' and native_bfloat16(mbert.model.device) else mbert.router_dtype}")
     print(f"\ntargets: {targets}")
     write_results("multibert", args, device, {
         "settings": {"model": source, "sentences": n, "words": tokens, "documents_real": len(docs_real),
+                     "router_dtype_default": mbert.router_dtype,
                      "documents_groups8": len(docs_8), "batch_size": args.batch_size,
                      "router_max_length": mbert.router_max_length, "genres": list(GENRES)},
         "columns": columns, "rows": rows, "costs": costs, "targets": targets, "ratio_clock": clock, "runs": runs},

@@ -131,6 +131,8 @@ def test_routed_tagging_of_persian_text_runs_on_the_real_model(mbert):
 
 def test_router_compute_dtype(mbert, tmp_path):
     texts = ["Mary visited Paris today .", "john scored twice", "we flew to paris and then on to rome " * 3]
+    assert mbert.router_dtype == "auto"  # the default: bfloat16 where this device computes it natively
+    mbert.router_dtype = "float32"
     exact = mbert.classify(texts)
     mbert.router_dtype = "bfloat16"
     lowered = mbert.classify(texts)
@@ -143,7 +145,7 @@ def test_router_compute_dtype(mbert, tmp_path):
     assert mbert.classify(texts) == exact
     # a runtime choice: not saved, given to load() (and to ner_adapters.pipeline(router_dtype=...))
     mbert.save(tmp_path / "model")
-    assert MultiBertModel.load(tmp_path / "model").router_dtype == "float32"
+    assert MultiBertModel.load(tmp_path / "model").router_dtype == "auto"
     assert MultiBertModel.load(tmp_path / "model", router_dtype="bfloat16").router_dtype == "bfloat16"
     with pytest.raises(MultiBertError, match="router_dtype 'int8'"):
         MultiBertModel.load(tmp_path / "model", router_dtype="int8")
@@ -164,6 +166,7 @@ def test_router_pooling_reads_what_it_says_and_survives_a_reload(core, tmp_path,
         model.add_domain(name, "toy")
     model.add_router(["news", "sports"], max_length=64, pooling=pooling)
     randomize(model)
+    model.router_dtype = "float32"  # compared with a float32 computation below
     texts = ["mary visited paris today .", "arsenal beat bayern in london . john scored twice for arsenal ."]
     probabilities = model.classify(texts, batch_size=2)  # padded batch: the mask must exclude the padding
     encoding = model.tokenizer(texts, padding=True, return_tensors="pt")
@@ -182,7 +185,7 @@ def test_router_pooling_reads_what_it_says_and_survives_a_reload(core, tmp_path,
     import json
     manifest = json.loads((path / "multibert.json").read_text())
     assert manifest["router"]["pooling"] == pooling
-    loaded = MultiBertModel.load(path)
+    loaded = MultiBertModel.load(path, router_dtype="float32")
     assert loaded.router_pooling == pooling
     assert loaded.classify(texts, batch_size=2) == model.classify(texts, batch_size=2)
     # a Hub copy of the manifest lacks the field: the head's own type still says how it pools

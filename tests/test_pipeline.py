@@ -147,8 +147,11 @@ def test_auto_routing_reports_the_domain(ner, mbert):
 def test_router_dtype_reaches_the_classifier(multibert_run, ner):
     lowered = pipeline("token-classification", model=multibert_run.core_id, adapter=str(multibert_run.model_dir),
                        router_dtype="bfloat16")
-    assert lowered.mbert.router_dtype == "bfloat16" and ner.mbert.router_dtype == "float32"
-    answer, exact = lowered(EXAMPLE, return_domain=True), ner(EXAMPLE, return_domain=True)
+    exact_ner = pipeline("token-classification", model=multibert_run.core_id, adapter=str(multibert_run.model_dir),
+                         router_dtype="float32")
+    assert (lowered.mbert.router_dtype, exact_ner.mbert.router_dtype, ner.mbert.router_dtype) == \
+        ("bfloat16", "float32", "auto")
+    answer, exact = lowered(EXAMPLE, return_domain=True), exact_ner(EXAMPLE, return_domain=True)
     assert answer["domain"] == exact["domain"]
     assert answer["probabilities"] == pytest.approx(exact["probabilities"], abs=0.05)
     with pytest.raises(Exception, match="router_dtype"):

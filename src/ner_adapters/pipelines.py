@@ -453,7 +453,8 @@ def pipeline(
         router_threshold (`float`, *optional*):
             Below this probability the router falls back to the scheme's general adapter (default: the saved one).
         router_dtype (`str`, *optional*):
-            The domain classifier's compute dtype: `"float32"`, `"bfloat16"`, `"float16"` or `"auto"`.
+            The domain classifier's compute dtype: `"auto"` (default: bfloat16 where the device computes it
+            natively, else float32), `"float32"`, `"bfloat16"` or `"float16"`. Tagging always runs in float32.
         revision (`str`, *optional*), cache_dir (`str` or `os.PathLike`, *optional*), token (`str` or `bool`, *optional*):
             Applied to the adapter repos, as in `huggingface_hub`.
         device (`int`, `str` or `torch.device`, *optional*):
