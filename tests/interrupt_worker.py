@@ -7,6 +7,8 @@
 set, receives the global step after each one. Neither changes what is computed. ``SIGTERM_AT_STEP=N`` makes the
 worker send itself SIGTERM at the end of step N, after the stop callback looked for one: the signal then stops
 the run at step N + 1 exactly, where an outside ``kill`` lands at a step that depends on the machine's load.
+``HOLD_AFTER_SAVE=N`` makes it wait, once checkpoint N is whole, until it is killed (``<PROGRESS_FILE>.held`` says
+it is waiting).
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ def _progress_callback():
                 Path(os.environ["PROGRESS_FILE"]).write_text(str(state.global_step))
             if os.environ.get("SIGTERM_AT_STEP") == str(state.global_step):
                 os.kill(os.getpid(), signal.SIGTERM)
+
+        def on_save(self, args, state, control, **kwargs):
+            # Called once the checkpoint is whole (trainer_state.json written, old checkpoints rotated): wait here
+            # to be killed, so the kill lands after this checkpoint and before any further step, under any load.
+            if os.environ.get("HOLD_AFTER_SAVE") == str(state.global_step) and os.environ.get("PROGRESS_FILE"):
+                Path(os.environ["PROGRESS_FILE"] + ".held").write_text(str(state.global_step))
+                time.sleep(600)
 
     return Progress()
 

@@ -34,12 +34,14 @@ WORKER = TESTS / "interrupt_worker.py"
 TOLERANCE = 1e-6  # max |w_resumed - w_uninterrupted| over every adapter (and head) weight
 
 
-def start_worker(*args: str, progress: Path, sleep: float = 0.4, sigterm_at_step: int | None = None
-                 ) -> subprocess.Popen:
+def start_worker(*args: str, progress: Path, sleep: float = 0.4, sigterm_at_step: int | None = None,
+                 hold_after_save: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEP_SLEEP": str(sleep), "PROGRESS_FILE": str(progress),
            "HF_HUB_OFFLINE": "1"}
     if sigterm_at_step is not None:
         env["SIGTERM_AT_STEP"] = str(sigterm_at_step)
+    if hold_after_save is not None:
+        env["HOLD_AFTER_SAVE"] = str(hold_after_save)
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=TESTS.parent)
 
@@ -64,7 +66,12 @@ def step(progress: Path) -> int:
 
 
 def complete(checkpoint: Path) -> bool:
-    return (checkpoint / "trainer_state.json").is_file()
+    """Written to the end: ``trainer_state.json`` (written last) exists and parses. A SIGKILL sent as soon as the
+    file exists could land before its content is written; the kill must come after the checkpoint is whole."""
+    try:
+        return bool(json.loads((checkpoint / "trainer_state.json").read_text()))
+    except (OSError, ValueError):
+        return False
 
 
 def max_difference(a: dict, b: dict) -> float:
@@ -145,8 +152,8 @@ def test_cllmfs_sigkill_after_a_checkpoint_then_resume(recipe, uninterrupted, tm
                                                        monkeypatch):
     config = cllmfs_config(tmp_path, tiny_llm_dir, data_dir)
     episode = tmp_path / "run" / "episode-0"
-    worker = start_worker("cllmfs", "--config", str(config), progress=tmp_path / "progress")
-    wait_for(lambda: complete(episode / "checkpoint-2"), worker)
+    worker = start_worker("cllmfs", "--config", str(config), progress=tmp_path / "progress", hold_after_save=2)
+    wait_for(lambda: (tmp_path / "progress.held").exists(), worker)  # checkpoint-2 whole, nothing after it yet
     worker.send_signal(signal.SIGKILL)
     worker.communicate(timeout=60)
     assert worker.returncode == -signal.SIGKILL
@@ -229,8 +236,8 @@ def test_multibert_run_killed_then_resumed(core, multibert_reference, tmp_path, 
     run_dir = tmp_path / "runs" / "holiday"
     progress = tmp_path / "progress"
     if kill == "sigkill_after_checkpoint":
-        worker = start_worker("multibert", str(tmp_path), str(core), progress=progress, sleep=0.5)
-        wait_for(lambda: complete(run_dir / "checkpoint-2"), worker)
+        worker = start_worker("multibert", str(tmp_path), str(core), progress=progress, sleep=0.0, hold_after_save=2)
+        wait_for(lambda: Path(f"{progress}.held").exists(), worker)  # checkpoint-2 whole, nothing after it yet
         worker.send_signal(signal.SIGKILL)
         worker.communicate(timeout=60)
         assert worker.returncode == -signal.SIGKILL
@@ -265,13 +272,15 @@ def test_last_complete_checkpoint_skips_torn_folders(tmp_path):
     from ner_adapters.resume import last_complete_checkpoint
 
     assert last_complete_checkpoint(tmp_path / "missing") is None
-    for n, whole in ((2, True), (10, True), (12, False), (9, True)):
+    for n, whole in ((2, True), (10, True), (12, False), (9, True), (14, None)):
         folder = tmp_path / f"checkpoint-{n}"
         folder.mkdir()
         if whole:
-            (folder / "trainer_state.json").write_text("{}")
+            (folder / "trainer_state.json").write_text('{"global_step": 1}')
+        elif whole is None:  # killed after the file was created, before its content was written
+            (folder / "trainer_state.json").write_text("")
     (tmp_path / "checkpoint-x").mkdir()
-    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # not 12 (torn), not 9 (older)
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # not 14 or 12 (torn), not 9
 
 
 # ==============================================================================================================

@@ -5,7 +5,7 @@
   :class:`TrainingInterrupted` instead of treating the run as finished.
 - :func:`last_complete_checkpoint`: transformers writes ``checkpoint-N`` in place and its ``trainer_state.json``
   last, and ``get_last_checkpoint`` takes the highest ``N`` even when a kill cut its writing short; this skips
-  such half-written folders.
+  such half-written folders (a ``trainer_state.json`` that is missing, or created but not yet written).
 - :class:`EpochSeededLengthGroupedSampler`: transformers' length-grouped sampler draws its order from the global
   RNG when an epoch starts, so a run resumed in the middle of an epoch sees other batches than the run it
   continues; this one seeds each epoch's order with ``seed + epoch``.
@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -39,11 +40,19 @@ def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
     found = sorted(((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))),
                    reverse=True)
     for _, path in found:
-        if (path / TRAINER_STATE).is_file():
+        if _readable_state(path / TRAINER_STATE):
             return str(path)
-        logger.warning("skipping %s: incomplete (no %s; the run was probably killed while writing it)", path,
-                       TRAINER_STATE)
+        logger.warning("skipping %s: incomplete (no readable %s; the run was probably killed while writing it)",
+                       path, TRAINER_STATE)
     return None
+
+
+def _readable_state(path: Path) -> bool:
+    """``trainer_state.json`` exists and parses: a kill can land after the file is created, before it is written."""
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
 
 
 class CheckpointOnSignal(TrainerCallback):
