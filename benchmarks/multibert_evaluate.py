@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ner_adapters.multibert import MultiBertModel
     from ner_adapters.multibert.config import parse_config
     from ner_adapters.multibert.domains import load_domains
-    from ner_adapters.multibert.evaluation import _score
+    from ner_adapters.multibert.evaluation import score_tagger
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="a saved Multi-BERT folder (<output_dir>/model)")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
             adapters["general_adapter"] = mbert.general[d.scheme]
         for variant, adapter in adapters.items():
             started = time.time()
-            micro = _score(lambda x, adapter=adapter: mbert.predict(x, adapter), d.test)["micro"]
+            micro = score_tagger(lambda x, adapter=adapter: mbert.predict(x, adapter), d.test)["micro"]
             scores.setdefault(variant, {})[d.name] = micro
             print(f"{variant:16} {d.name:12} {len(d.test):6} sentences  P {100 * micro['precision']:.1f}  "
                   f"R {100 * micro['recall']:.1f}  F1 {100 * micro['f1']:.1f}  ({time.time() - started:.0f} s)", flush=True)

@@ -138,7 +138,9 @@ def _machine() -> dict:
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
-def _score(predict: Callable[[list[list[str]]], list], test: Sequence[Sentence]) -> dict:
+def score_tagger(predict: Callable[[list[list[str]]], list], test: Sequence[Sentence]) -> dict:
+    """Span scores (the project's metric) of ``predict`` (token lists -> tagged entities) on ``test``; the recipe
+    scores every variant with it, and ``benchmarks/multibert_evaluate.py`` a saved set."""
     predicted = predict([s.tokens for s in test])
     return span_scores([s.spans for s in test], [[e.span for e in entities] for entities in predicted]).to_dict()
 
@@ -196,10 +198,11 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
                                    eject_prefix=model_args.eject_prefix)
             result.runs += [r.summary() for r in runs]
             for d in domains:
-                _record(result, "multibert", d.name, _score(lambda x, d=d: mbert.predict(x, d.name), d.test))
+                _record(result, "multibert", d.name, score_tagger(lambda x, d=d: mbert.predict(x, d.name), d.test))
                 if d.scheme in mbert.general and "general_adapter" in variants:
                     general = mbert.general[d.scheme]
-                    _record(result, "general_adapter", d.name, _score(lambda x: mbert.predict(x, general), d.test))
+                    _record(result, "general_adapter", d.name,
+                            score_tagger(lambda x: mbert.predict(x, general), d.test))
             result.variant_seconds["multibert"] = round(time.time() - variant_started, 1)
             _adapter_parameters(result, mbert, runs, by_scheme)
         if router_args.train_router:
@@ -224,7 +227,8 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
                                prefix="scratch")
         result.runs += [r.summary() for r in runs]
         for d in domains:
-            _record(result, "multibert_scratch", d.name, _score(lambda x, d=d: scratch.predict(x, d.name), d.test))
+            _record(result, "multibert_scratch", d.name,
+                    score_tagger(lambda x, d=d: scratch.predict(x, d.name), d.test))
         d0 = domains[0]
         result.parameters.append({"variant": "multibert_scratch", "trainable": runs[0].trainable_parameters,
                                   "saved": scratch.adapter_parameters(d0.name) + scratch.head_parameters(d0.name),
@@ -346,7 +350,7 @@ def _full_baselines(result: ExperimentResult, by_scheme: dict[str, list[DomainDa
                                       "saved": general.parameters(), "per": "scheme"})
             if "general_bert" in variants:
                 for d in members:
-                    _record(result, "general_bert", d.name, _score(general.predict, d.test))
+                    _record(result, "general_bert", d.name, score_tagger(general.predict, d.test))
         result.variant_seconds[f"general_bert-{scheme}"] = round(time.time() - started, 1)
         if "spec_bert" not in variants:
             continue
@@ -362,7 +366,7 @@ def _full_baselines(result: ExperimentResult, by_scheme: dict[str, list[DomainDa
                                        max_length=model_args.max_length, run_name=f"spec_bert-{d.name}",
                                        init=general if training.spec_from_general else None)
                 result.runs.append(run.summary())
-            _record(result, "spec_bert", d.name, _score(spec.predict, d.test))
+            _record(result, "spec_bert", d.name, score_tagger(spec.predict, d.test))
         result.parameters.append({"variant": f"spec_bert [{scheme}]", "trainable": spec.parameters(),
                                   "saved": spec.parameters(), "per": "domain"})
         result.variant_seconds[f"spec_bert-{scheme}"] = round(time.time() - started, 1)
@@ -388,4 +392,4 @@ def _targets(result: ExperimentResult) -> None:
         result.targets["router accuracy"] = f"{100 * result.router['accuracy']:.1f}%"
 
 
-__all__ = ["ExperimentResult", "VARIANT_TITLES", "run_experiment"]
+__all__ = ["ExperimentResult", "VARIANT_TITLES", "run_experiment", "score_tagger"]
