@@ -2,6 +2,7 @@
 
     python benchmarks/multibert_summary.py outputs/multibert/formal_informal/results.json
     python benchmarks/multibert_summary.py outputs/multibert/fi_router/results.json --merge   # a second run, same table
+    python benchmarks/multibert_summary.py outputs/multibert/stopped/results.json --merge --partial  # a stopped run
 
 Why a script: the issue's targets are checked by reading that file, so every table must be written in one shape,
 from the run's own ``results.json`` (never re-typed):
@@ -60,8 +61,11 @@ def trainable_per_domain(results: dict) -> int | None:
     return max((r["trainable"] for r in rows), default=None)
 
 
-def summarize(results: dict, *, name: str | None = None, core: str | None = None) -> dict:
-    """One table entry from a run's ``results.json`` content."""
+def summarize(results: dict, *, name: str | None = None, core: str | None = None, partial: bool = False) -> dict:
+    """One table entry from a run's ``results.json`` content (a stopped run's only with ``partial``)."""
+    if results.get("complete") is False and not partial:  # files from before the flag are complete runs
+        raise SummaryError("the run had not finished (results.json says complete: false); pass --partial to "
+                           "summarise the variants it scored")
     name = name or table_name(results)
     if name not in TABLES:
         raise SummaryError(f"table name {name!r} is not one of {list(TABLES)}")
@@ -134,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", choices=TABLES, help="the table (default: from the run's domains)")
     parser.add_argument("--core", help="the core's model id (default: the run's core_model)")
     parser.add_argument("--merge", action="store_true", help="update the entry of this table and core")
+    parser.add_argument("--partial", action="store_true",
+                        help="accept a stopped run's results.json (the variants it finished before it stopped)")
     args = parser.parse_args(argv)
     try:
         results = json.loads(args.results.read_text(encoding="utf-8"))
-        entry = summarize(results, name=args.name, core=args.core)
+        entry = summarize(results, name=args.name, core=args.core, partial=args.partial)
     except (OSError, ValueError, KeyError) as err:
         print(f"{args.results}: {type(err).__name__}: {err}", file=sys.stderr)
         return 1

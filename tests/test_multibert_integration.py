@@ -90,10 +90,31 @@ def test_router_alone_trains_no_domain_adapter(tmp_path):
     assert recipe_main()([str(config), "--output_dir", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in results["runs"]] == ["router"] and results["f1"] == {}
+    assert results["complete"] is True and "Partial" not in (out / "results.md").read_text()
     assert results["router"]["groups"] >= 16 and 0 <= results["router"]["accuracy"] <= 1
     assert not (out / "model").exists() and "no Multi-BERT model was saved" in " ".join(results["notes"])
     with pytest.raises(ConfigError, match="'router' needs the router"):
         recipe_main()([str(config), "--output_dir", str(out), "--train_router", "false"])
+
+
+def test_a_run_stopped_midway_keeps_the_variants_it_scored(tmp_path, monkeypatch):
+    """results.json is rewritten after every variant: a run that dies in a later one keeps the router it measured."""
+    from ner_adapters.multibert import evaluation
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("stopped during General-BERT")
+
+    monkeypatch.setattr(evaluation, "train_full", dies)
+    config = two_uner_genres(tmp_path, "stopped.yaml", "max_train_sentences: 48\nmax_dev_sentences: 16\n"
+                             "max_test_sentences: 32\nvariants: [router, general_bert]\n")
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="General-BERT"):
+        recipe_main()([str(config), "--output_dir", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] is False and results["router"]["groups"] >= 16 and results["f1"] == {}
+    assert "router" in results["variant_seconds"] and results["wall_seconds"] > 0
+    assert "Partial: the run had not finished" in (out / "results.md").read_text()
+    assert not list(out.glob(".results.*"))  # atomic writes leave no temporary file behind
 
 
 def test_minilm_prefix_budget():

@@ -118,3 +118,11 @@ def test_merged_runs_add_their_wall_times_once(summary):
     merged = summary.merge(first, second)
     assert merged["wall_minutes"] == 70.0 and merged["command"] == "run a ; run b" and merged["router_accuracy"] == 0.99
     assert summary.merge(merged, second)["wall_minutes"] == 70.0  # the same run merged again adds nothing
+
+
+def test_a_stopped_run_is_summarised_only_when_asked(summary):
+    stopped = fake_results(complete=False)
+    with pytest.raises(summary.SummaryError, match="had not finished.*--partial"):
+        summary.summarize(stopped)
+    assert summary.summarize(stopped, partial=True)["f1"]["multibert"] == {"arman": 61.04, "parstwiner": 62.0}
+    assert summary.summarize(fake_results(complete=True))["router_accuracy"] == 0.9917

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..atomic import atomic_write_text
 from ..data import Sentence
 from ..metrics import span_scores
 from ..spans import label_names
@@ -65,9 +66,17 @@ class ExperimentResult:
     # The core's embedding layer (word, position, type embeddings, LayerNorm); "% core" counts all core
     # parameters, "% body" those outside this layer (a multilingual core is mostly its word embeddings).
     core_embedding_parameters: int = 0
+    # False while the run goes on: results.json is rewritten after every variant, so a run stopped midway
+    # (SIGTERM, a crash, the end of a session) keeps the scores of the variants it finished.
+    complete: bool = False
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
+
+    def write(self, out: Path) -> None:
+        """Write ``results.json`` and ``results.md`` under ``out``, atomically (a reader never sees half a file)."""
+        atomic_write_text(out / "results.json", json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(out / "results.md", self.markdown() + "\n")
 
     def f1_table(self) -> str:
         header = "| variant | " + " | ".join(self.domains) + " | mean |"
@@ -130,6 +139,9 @@ class ExperimentResult:
         if self.targets:
             parts += ["", "Targets: " + "; ".join(f"{k}: {v}" for k, v in self.targets.items())]
         parts += [f"\nNote: {note}" for note in self.notes]
+        if not self.complete:
+            parts += ["\nPartial: the run had not finished every variant when this was written "
+                      f"(done: {', '.join(self.f1) or 'none'}; router: {'yes' if self.router else 'no'})."]
         return "\n".join(parts)
 
 
@@ -182,6 +194,10 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
     for d in domains:
         by_scheme.setdefault(d.scheme, []).append(d)
 
+    def progress() -> None:  # after each variant: a run stopped later keeps what it scored
+        result.wall_seconds = round(time.time() - started, 1)
+        result.write(out)
+
     train_adapters = bool(set(ADAPTER_VARIANTS) & set(variants))
     if train_adapters or router_args.train_router:
         variant_started = time.time()
@@ -205,8 +221,10 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
                             score_tagger(lambda x: mbert.predict(x, general), d.test))
             result.variant_seconds["multibert"] = round(time.time() - variant_started, 1)
             _adapter_parameters(result, mbert, runs, by_scheme)
+            progress()
         if router_args.train_router:
             _router(result, mbert, domains, config, log)
+            progress()
         if training.save_model and train_adapters:
             saved = mbert.save(out / "model")
             log(f"saved the Multi-BERT model to {saved}")
@@ -235,9 +253,10 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
                                   "per": "domain (adapter + own head)"})
         result.variant_seconds["multibert_scratch"] = round(time.time() - variant_started, 1)
         del scratch
+        progress()
 
     if {"general_bert", "spec_bert"} & set(variants):
-        _full_baselines(result, by_scheme, schemes, config, log)
+        _full_baselines(result, by_scheme, schemes, config, log, progress)
 
     if not result.core_parameters:
         from transformers import AutoModel
@@ -253,9 +272,8 @@ def run_experiment(config: MultiBertConfig, *, command: str = "", log: Callable[
             row[f"{key}_percent_body"] = result.percent_of_core(row[key], body=True)
     _targets(result)
     result.wall_seconds = round(time.time() - started, 1)
-    (out / "results.json").write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n",
-                                      encoding="utf-8")
-    (out / "results.md").write_text(result.markdown() + "\n", encoding="utf-8")
+    result.complete = True
+    result.write(out)
     return result
 
 
@@ -333,7 +351,7 @@ def _router(result: ExperimentResult, mbert: MultiBertModel, domains: Sequence[D
 
 
 def _full_baselines(result: ExperimentResult, by_scheme: dict[str, list[DomainData]], schemes: dict,
-                    config: MultiBertConfig, log: Callable[[str], None]) -> None:
+                    config: MultiBertConfig, log: Callable[[str], None], progress: Callable[[], None]) -> None:
     training, model_args = config.training, config.model
     variants = training.variants
     for scheme, members in by_scheme.items():
@@ -352,6 +370,7 @@ def _full_baselines(result: ExperimentResult, by_scheme: dict[str, list[DomainDa
                 for d in members:
                     _record(result, "general_bert", d.name, score_tagger(general.predict, d.test))
         result.variant_seconds[f"general_bert-{scheme}"] = round(time.time() - started, 1)
+        progress()
         if "spec_bert" not in variants:
             continue
         started = time.time()
@@ -367,9 +386,11 @@ def _full_baselines(result: ExperimentResult, by_scheme: dict[str, list[DomainDa
                                        init=general if training.spec_from_general else None)
                 result.runs.append(run.summary())
             _record(result, "spec_bert", d.name, score_tagger(spec.predict, d.test))
+            progress()
         result.parameters.append({"variant": f"spec_bert [{scheme}]", "trainable": spec.parameters(),
                                   "saved": spec.parameters(), "per": "domain"})
         result.variant_seconds[f"spec_bert-{scheme}"] = round(time.time() - started, 1)
+        progress()
 
 
 def _targets(result: ExperimentResult) -> None:
