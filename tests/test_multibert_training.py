@@ -8,7 +8,7 @@ from ner_adapters.data import DataFormatError, Sentence
 from ner_adapters.metrics import span_scores
 from ner_adapters.multibert import AdapterSpec, MultiBertModel, train_full, train_multibert
 from ner_adapters.multibert import training as training_module
-from ner_adapters.multibert.config import MultiBertTrainingArguments
+from ner_adapters.multibert.config import ConfigError, MultiBertTrainingArguments
 from ner_adapters.spans import Span, label_names
 
 
@@ -102,6 +102,26 @@ def test_leave_one_out_two_steps(core, tmp_path, spy):
     assert trainable["multibert-step1-news"] == mbert.adapter_parameters("news")
     assert trainable["multibert-step2-news"] == mbert.adapter_parameters("news")
     assert not list((tmp_path / "out" / "runs").glob("*"))  # checkpoints removed unless keep_checkpoints
+
+
+@pytest.mark.parametrize("mode", ["leave_one_out", "shared"])
+def test_head_epochs_set_the_run_that_trains_the_shared_head(core, tmp_path, monkeypatch, mode):
+    epochs_of: dict[str, float] = {}  # run name -> the epochs it was asked for (nothing is trained)
+    monkeypatch.setattr(training_module, "train_adapter",
+                        lambda mbert, domain, *args, epochs, run_name, **kwargs: epochs_of.update({run_name: epochs}))
+    mbert, data = model_with(core, toy=("news", "sports"), holiday=False)
+    train_multibert(mbert, data, arguments(tmp_path, pretrain_mode=mode, pretrain_epochs=1, head_epochs=3,
+                                           num_train_epochs=2))
+    head_run = "multibert-head-toy" if mode == "leave_one_out" else "multibert-step1-toy"
+    assert epochs_of[head_run] == 3
+    step1 = {e for r, e in epochs_of.items() if "-step1-" in r and r != head_run}
+    assert step1 == ({1} if mode == "leave_one_out" else set())
+    assert {e for r, e in epochs_of.items() if "-step2-" in r} == {2}
+    epochs_of.clear()
+    train_multibert(mbert, data, arguments(tmp_path, pretrain_mode=mode, pretrain_epochs=1))  # null: pretrain_epochs
+    assert epochs_of[head_run] == 1
+    with pytest.raises(ConfigError, match="head_epochs must be > 0"):
+        arguments(tmp_path, head_epochs=0)
 
 
 def test_best_checkpoint_is_restored_with_its_head(core, tmp_path, spy):

@@ -115,6 +115,11 @@ class MultiBertTrainingArguments:
     learning_rate: float = field(default=5e-3, metadata={"help": "adapters (and the step-1 head); see the class doc"})
     num_train_epochs: float = field(default=30, metadata={"help": "step 2 / single-step cap (early stopping)"})
     pretrain_epochs: float = field(default=2, metadata={"help": "step 1 epochs ('a couple' in the paper)"})
+    head_epochs: Optional[float] = field(
+        default=None, metadata={"help": "epochs of the step-1 run that trains the scheme's shared head (leave_one_out: "
+                                        "with the general adapter; shared: the one step-1 run); null: "
+                                        "pretrain_epochs. The head is frozen from then on, so it may deserve more "
+                                        "epochs than each step-1 adapter"})
     general_epochs: float = field(default=5, metadata={"help": "general adapter cap (early stopping)"})
     early_stopping_patience: int = field(
         default=3, metadata={"help": "stop after this many epochs without a better dev epoch (higher dev F1, or "
@@ -152,6 +157,8 @@ class MultiBertTrainingArguments:
                         "num_train_epochs", "full_learning_rate", "full_num_train_epochs", "general_epochs")
         if self.early_stopping_min_epochs < 0:
             raise ConfigError(f"early_stopping_min_epochs must be >= 0, got {self.early_stopping_min_epochs}")
+        if self.head_epochs is not None and not self.head_epochs > 0:
+            raise ConfigError(f"head_epochs must be > 0 (or null: pretrain_epochs), got {self.head_epochs}")
 
 
 @dataclass

@@ -385,18 +385,19 @@ def train_multibert(
                                          epochs=args.num_train_epochs, run_name=f"{prefix}-{only}"))
             continue
         spec = mbert.adapter_specs[members[0]]
+        head_epochs = args.pretrain_epochs if args.head_epochs is None else args.head_epochs
         if args.pretrain_mode == "shared":
             name = mbert.general.get(scheme) or mbert.add_general(scheme, spec)
             results.append(train_adapter(
                 mbert, name, _concat([data[m].train for m in members]), _concat([data[m].dev for m in members]),
-                args, train_head=True, epochs=args.pretrain_epochs, run_name=f"{prefix}-step1-{scheme}"))
+                args, train_head=True, epochs=head_epochs, run_name=f"{prefix}-step1-{scheme}"))
             for member in members:
                 mbert.copy_adapter(name, member)
         else:
             name = mbert.general.get(scheme) or mbert.add_general(scheme, spec)
             results.append(train_adapter(
                 mbert, name, _concat([data[m].train for m in members]), _concat([data[m].dev for m in members]),
-                args, train_head=True, epochs=args.pretrain_epochs, run_name=f"{prefix}-head-{scheme}"))
+                args, train_head=True, epochs=head_epochs, run_name=f"{prefix}-head-{scheme}"))
             for member in members:
                 others = [m for m in members if m != member]
                 results.append(train_adapter(
