@@ -3,8 +3,8 @@
     python benchmarks/multibert_evaluate.py outputs/multibert/formal_informal_full/model \
         --config recipes/multibert/formal_informal.yaml
 
-For a run stopped before its results were written (the saved set is written after the Multi-BERT variant and the
-router): each domain is tagged with its own adapter (``multibert``) and with its scheme's general adapter
+For a saved set whose run wrote no scores for it (runs since release 13 rewrite results.json after every variant;
+older runs wrote it only at the end), or to score a set again: each domain is tagged with its own adapter (``multibert``) and with its scheme's general adapter
 (``general_adapter``), on the same test sentences the recipe scores, with the recipe's own scorer. Writes
 ``test_scores.json`` beside the model folder (micro precision, recall, F1 per variant and domain).
 """
