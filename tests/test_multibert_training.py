@@ -183,6 +183,26 @@ def test_full_fine_tuning_baseline(core, tmp_path):
                    run_name="x", init=general)
 
 
+def test_full_fine_tuning_has_its_own_warmup(core, tmp_path, monkeypatch):
+    """``full_warmup_ratio`` reaches General-/Spec-BERT's runs only; null falls back to ``warmup_ratio``."""
+    built = []  # the TrainingArguments of every run, in order
+    original = training_module.trainer_arguments
+    monkeypatch.setattr(training_module, "trainer_arguments", lambda *a, **k: built.append(original(*a, **k)) or built[-1])
+    data = make_domain("news", "toy", n_train=16)
+    labels = label_names(TYPES)
+    train_full(str(core), labels, data.train, data.dev, arguments(tmp_path, full_warmup_ratio=0.25), max_length=32,
+               run_name="general")
+    assert built[-1].warmup_ratio == 0.25
+    train_full(str(core), labels, data.train, data.dev, arguments(tmp_path, warmup_ratio=0.05), max_length=32,
+               run_name="general2")
+    assert built[-1].warmup_ratio == 0.05
+    mbert, domains = model_with(core, toy=())
+    train_multibert(mbert, domains, arguments(tmp_path, num_train_epochs=1, full_warmup_ratio=0.25))
+    assert built[-1].warmup_ratio == 0.0  # the adapters keep warmup_ratio
+    with pytest.raises(ConfigError, match=r"full_warmup_ratio must be in \[0, 1\), got 1.5"):
+        arguments(tmp_path, full_warmup_ratio=1.5)
+
+
 # --- best-epoch selection: ties in dev F1 (all-zero F1 too) are broken by dev loss -------------------------
 
 

@@ -129,6 +129,9 @@ class MultiBertTrainingArguments:
                                      "dev F1 0, for its first epochs while its dev loss falls)"})
     full_learning_rate: float = field(default=1e-4, metadata={"help": "General-/Spec-BERT full fine-tuning"})
     full_num_train_epochs: float = 3
+    full_warmup_ratio: Optional[float] = field(
+        default=None, metadata={"help": "warm-up share of the General-/Spec-BERT runs (null: warmup_ratio). Full "
+                                        "fine-tuning at a higher lr needs warm-up that the adapters do not"})
     spec_from_general: bool = field(
         default=True, metadata={"help": "Spec-BERT starts from General-BERT (the paper) instead of the core"}
     )
@@ -157,6 +160,10 @@ class MultiBertTrainingArguments:
                         "num_train_epochs", "full_learning_rate", "full_num_train_epochs", "general_epochs")
         if self.early_stopping_min_epochs < 0:
             raise ConfigError(f"early_stopping_min_epochs must be >= 0, got {self.early_stopping_min_epochs}")
+        for name in ("warmup_ratio", "full_warmup_ratio"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
         if self.head_epochs is not None and not self.head_epochs > 0:
             raise ConfigError(f"head_epochs must be > 0 (or null: pretrain_epochs), got {self.head_epochs}")
 

@@ -35,7 +35,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -100,11 +100,12 @@ def _argmax(logits, labels):
 
 
 def trainer_arguments(run_dir: Path, args: MultiBertTrainingArguments, *, epochs: float, learning_rate: float,
-                      metric: str = "f1", full_state: bool = False):
+                      metric: str = "f1", full_state: bool = False, warmup_ratio: Optional[float] = None):
     """Per-run ``transformers.TrainingArguments``: evaluate and checkpoint every epoch, keep the best.
 
     Checkpoints hold the optimizer, scheduler and RNG state too (what resuming needs) with ``full_state`` (adapter
     runs: a few MB) or ``args.resume_from_checkpoint``; otherwise only the weights (full fine-tuning baselines).
+    ``warmup_ratio`` overrides ``args.warmup_ratio`` (the full fine-tuning baselines' own).
     """
     from transformers import TrainingArguments
 
@@ -115,7 +116,7 @@ def trainer_arguments(run_dir: Path, args: MultiBertTrainingArguments, *, epochs
         learning_rate=learning_rate,
         num_train_epochs=epochs,
         weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio,
+        warmup_ratio=args.warmup_ratio if warmup_ratio is None else warmup_ratio,
         eval_strategy="epoch",
         save_strategy="epoch",
         load_best_model_at_end=True,
@@ -476,7 +477,8 @@ def train_full(
     started = time.time()
     trainer = full_trainer_class()(
         model=model,
-        args=trainer_arguments(run_dir, args, epochs=args.full_num_train_epochs, learning_rate=args.full_learning_rate),
+        args=trainer_arguments(run_dir, args, epochs=args.full_num_train_epochs, learning_rate=args.full_learning_rate,
+                               warmup_ratio=args.full_warmup_ratio),
         data_collator=DataCollatorForTokenClassification(tokenizer),
         train_dataset=tagging_dataset(tokenizer, train, labels, max_length, f"{run_name} train: "),
         eval_dataset=tagging_dataset(tokenizer, dev, labels, max_length, f"{run_name} dev: "),
