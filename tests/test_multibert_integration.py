@@ -22,6 +22,19 @@ def _single_thread():
         yield
 
 
+def evaluate_main():
+    """``benchmarks/multibert_evaluate.py``'s main (the benchmarks folder on the path, for its ``_common``)."""
+    import sys
+
+    benchmarks = str(RECIPE.parents[1] / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    spec = importlib.util.spec_from_file_location("multibert_evaluate", Path(benchmarks) / "multibert_evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
 def recipe_main():
     spec = importlib.util.spec_from_file_location("train_multibert", RECIPE)
     module = importlib.util.module_from_spec(spec)
@@ -64,6 +77,14 @@ def test_recipe_on_two_uner_genres(tmp_path, capsys):
         predicted = model.predict([s.tokens for s in domain.test], domain.name)
         scores = span_scores([s.spans for s in domain.test], [[e.span for e in p] for p in predicted]).to_dict()
         assert scores == results["scores"]["multibert"][domain.name]
+
+    # scoring the saved set again, without training (benchmarks/multibert_evaluate.py), gives the run's own scores
+    again = evaluate_main()([str(out / "model"), "--config", str(config)])
+    assert set(again) == {"multibert", "general_adapter"}
+    for variant in again:
+        for name, micro in again[variant].items():
+            assert micro == results["scores"][variant][name]["micro"]
+    assert json.loads((out / "test_scores.json").read_text()) == again
 
     # the paper's budget: LoRA r=3 on q and v of MiniLM's 6 layers, 0.12% of the core per domain
     core = results["core_parameters"]
