@@ -15,6 +15,7 @@ process's ``ru_maxrss`` (model loading included), peak GPU memory ``torch.cuda.m
 
     python benchmarks/bench_cllmfs_train.py                 # SmolLM2-135M, batch 8
     python benchmarks/bench_cllmfs_train.py --variants lora lora_cl_noise lora_cl_noise_unoptimised lora_cl_noise_gc
+    python benchmarks/bench_cllmfs_train.py --variants lora_cl_noise lora_cl_noise_bf16 --model Qwen/Qwen2.5-Coder-0.5B-Instruct
     python benchmarks/bench_cllmfs_train.py --quick         # tiny random Llama, smoke test
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import _common  # noqa: F401  (sets the thread environment before torch loads)
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -46,6 +48,9 @@ VARIANTS = {
     "lora_cl_noise_float_dropout": dict(cl_weight=0.001, cl_noise_scale=0.1, mask_dropout=False),
     # lora_cl_noise with (non-reentrant) gradient checkpointing: the memory floor, for a second forward.
     "lora_cl_noise_gc": dict(cl_weight=0.001, cl_noise_scale=0.1, gradient_checkpointing=True),
+    # lora_cl_noise under bfloat16 autocast (`--bf16 true`): faster where the device computes bfloat16 natively
+    # (GPUs; CPUs with AMX / AVX512-BF16), slower elsewhere. LoRA weights and optimizer stay float32.
+    "lora_cl_noise_bf16": dict(cl_weight=0.001, cl_noise_scale=0.1, bf16=True),
 }
 DEFAULT_VARIANTS = ["lora", "lora_cl", "lora_cl_noise"]
 DEFAULT_EPISODES = REPO_ROOT / "outputs" / "cllmfs" / "dev_lr1e-3_nr1_e5" / "episodes.jsonl"
@@ -119,6 +124,8 @@ def apply_variant(trainer, variant: str) -> None:
 
 def time_variants(args, device: str, variants: list[str]) -> dict:
     """Every timed batch under every variant, back to back, order rotated per batch."""
+    import torch
+
     n_batches = args.warmup + args.steps
     trainer, dataset = make_trainer(args, device, {}, max_steps=n_batches)
     trainer.create_optimizer_and_scheduler(num_training_steps=n_batches * len(variants))
@@ -136,8 +143,11 @@ def time_variants(args, device: str, variants: list[str]) -> dict:
         for variant in order:
             apply_variant(trainer, variant)
             inputs = {k: v for k, v in batch.items()}
+            precision = (torch.autocast(device_type=device, dtype=torch.bfloat16) if VARIANTS[variant].get("bf16")
+                         else contextlib.nullcontext())  # what the Trainer's bf16 mixed precision does
             with timer(device) as t:
-                trainer.training_step(model, inputs)
+                with precision:
+                    trainer.training_step(model, inputs)
                 trainer.optimizer.step()
                 trainer.optimizer.zero_grad(set_to_none=True)
             if index >= args.warmup:

@@ -134,7 +134,7 @@ def main():
 
     from ner_adapters.models import MINILM, resolve_model
     from ner_adapters.multibert import DomainRouter, MultiBertModel
-    from ner_adapters.multibert.model import native_bfloat16
+    from ner_adapters.compute import native_bfloat16
     from ner_adapters.multibert.tokenization import tag
 
     if args.quick:

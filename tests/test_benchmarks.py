@@ -53,3 +53,20 @@ def test_predict_benchmark_quick_measures_each_kind(tmp_path):
         assert row["documents"] == 16 and row["sentences"] >= 16 and row["documents_per_s"] > 0
         assert row["sentences_per_s"] >= row["documents_per_s"]
     assert "| kind |" in done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_training_benchmark_times_bfloat16_beside_float32(tmp_path):
+    """The bf16 variant runs in the timing loop and, first in the list, in a fresh process with ``bf16=True`` (a
+    CPU-only machine needs no ``use_cpu`` for it)."""
+    out = tmp_path / "train.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_cllmfs_train.py"), "--quick", "--variants",
+                           "lora_cl_noise_bf16", "lora_cl_noise", "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    rows = {row["variant"]: row for row in data["rows"]}
+    assert set(rows) == {"lora_cl_noise_bf16", "lora_cl_noise"} and rows["lora_cl_noise_bf16"]["step_s"] > 0
+    assert data["memory"]["lora_cl_noise_bf16"]["steps"] == 1
+    assert "| lora_cl_noise_bf16 |" in done.stdout

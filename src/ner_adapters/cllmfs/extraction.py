@@ -33,6 +33,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ..compute import COMPUTE_DTYPES, compute_dtype
 from ..data.readers import tokenize_with_offsets
 from ..data.schema import Sentence
 from ..models import resolve_model
@@ -75,6 +76,11 @@ class DecodingConfig:
     prime_answer: bool = field(
         default=True, metadata={"help": "Put the fixed answer opening in the prompt instead of generating it."}
     )
+    compute_dtype: str = field(
+        default="float32", metadata={"help": "Autocast dtype of the forwards: 'float32' (none), 'bfloat16', 'float16' "
+                                             "or 'auto' (bfloat16 where the device computes it natively: GPUs, CPUs "
+                                             "with AMX / AVX512-BF16). Answer scores are computed in float32."}
+    )
 
     def __post_init__(self):
         # Python callers of the old boolean field: True was score-based resolution, False none.
@@ -83,6 +89,8 @@ class DecodingConfig:
         if self.resolve_overlaps not in OVERLAP_MODES:
             raise ValueError(f"resolve_overlaps must be one of {OVERLAP_MODES}, got {self.resolve_overlaps!r}")
         self.none_threshold = _parse_threshold(self.none_threshold)
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
         if self.none_threshold is not None and not self.constrained:
             raise ValueError("none_threshold needs constrained: true (the none/entity choice is read from the answer "
                              "grammar)")
@@ -587,16 +595,17 @@ class CLLMFSExtractor:
                       *([constraint] if constraint is not None else []), *([chooser] if chooser else [])]
         stop = self.format.stop_text.strip() if self.format.stop_text else None
         parts = []
-        for piece in self._prefill_slices(jobs):
-            batch = self._encode_batch(piece)
-            parts.append(prefill(self.model, batch["input_ids"], batch["attention_mask"],
-                                 past_key_values=batch.get("past_key_values")))
-        answers = decode(
-            self.model, merge(parts, self.tokenizer.pad_token_id), max_new_tokens=self.decoding.max_new_tokens,
-            stop_ids=self.stop_ids, processors=processors,
-            stop_bytes=stop.encode("utf-8") if stop else None, token_bytes=vocabulary_trie(self.tokenizer).token_bytes,
-            do_sample=self.decoding.do_sample, temperature=self.decoding.temperature, top_p=self.decoding.top_p,
-        )
+        with compute_dtype(self.decoding.compute_dtype, self.model.device):
+            for piece in self._prefill_slices(jobs):
+                batch = self._encode_batch(piece)
+                parts.append(prefill(self.model, batch["input_ids"], batch["attention_mask"],
+                                     past_key_values=batch.get("past_key_values")))
+            answers = decode(
+                self.model, merge(parts, self.tokenizer.pad_token_id), max_new_tokens=self.decoding.max_new_tokens,
+                stop_ids=self.stop_ids, processors=processors, stop_bytes=stop.encode("utf-8") if stop else None,
+                token_bytes=vocabulary_trie(self.tokenizer).token_bytes, do_sample=self.decoding.do_sample,
+                temperature=self.decoding.temperature, top_p=self.decoding.top_p,
+            )
         self.stats["prompts"] += len(jobs)
         decisions = chooser.decisions if chooser is not None else [[] for _ in jobs]
         return [self._read_answer(job, answer.token_ids, answer.logprobs, decision[0] if decision else None)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import contextlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from ..artifacts import MULTIBERT_FORMAT as FORMAT, MULTIBERT_FORMAT_VERSION as FORMAT_VERSION
 from ..artifacts import MULTIBERT_MANIFEST as MANIFEST, core_fingerprint, read_multibert_manifest
 from ..atomic import atomic_directory
+from ..compute import COMPUTE_DTYPES, compute_dtype, native_bfloat16  # noqa: F401  (native_bfloat16: re-exported)
 from ..internals.adapters import eject_prefix_tuning, mean_pooled_head_class
 from ..models import MINILM, resolve_model
 from ..spans import label_names
@@ -119,34 +119,10 @@ def _segments_match(parameter_name: str, module_name: str) -> bool:
     return module_name in parameter_name.split(".")
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16", "auto")
-
-
 def check_compute_dtype(name: str) -> str:
     if name not in COMPUTE_DTYPES:
         raise MultiBertError(f"router_dtype {name!r} is not one of {list(COMPUTE_DTYPES)}")
     return name
-
-
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matrix products natively (else autocast to it is slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        cpu = torch.cpu
-        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence getattr
-        return any(getattr(cpu, probe, lambda: False)() for probe in probes)
-    return False
-
-
-def compute_dtype(name: str, device: torch.device):
-    """The autocast context of a compute dtype name (float32: none)."""
-    name = check_compute_dtype(name)
-    if name == "auto":
-        name = "bfloat16" if native_bfloat16(device) else "float32"
-    if name == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=getattr(torch, name))
 
 
 class MultiBertModel:
