@@ -43,6 +43,27 @@ def test_default_config_names_the_papers_setting():
     assert config["constrained"] is True
 
 
+def test_quality_overlay_parses_on_any_dataset_config():
+    """quality.yaml is an overlay: on a dataset config it swaps the LLM and turns bfloat16 on, nothing else."""
+    from trl import ModelConfig, TrlParser
+
+    from ner_adapters.cllmfs.cllmfs_config import CLLMFSConfig
+    from ner_adapters.cllmfs.experiment import EpisodeArguments, MethodArguments
+    from ner_adapters.cllmfs.extraction import DecodingConfig
+    from ner_adapters.yaml_config import parse_recipe_args
+
+    def parse(*configs):
+        parser = TrlParser((EpisodeArguments, MethodArguments, DecodingConfig, CLLMFSConfig, ModelConfig))
+        return parse_recipe_args(parser, [arg for c in configs for arg in ("--config", str(RECIPE.parent / "cllmfs" / c))])
+
+    for dataset in ("wnut17_intra_5shot.yaml", "conll2003_intra_5shot.yaml"):
+        base, quality = parse(dataset), parse(dataset, "quality.yaml")
+        assert quality[4].model_name_or_path == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+        assert quality[2].compute_dtype == "auto" and base[2].compute_dtype == "float32"
+        assert quality[3].bf16 is True
+        assert quality[0] == base[0] and quality[1] == base[1]  # same episodes and method
+
+
 def test_recipe_trains_extracts_and_writes_results(recipe, tmp_path, tiny_llm_dir, data_dir):
     from ner_adapters.metrics import span_scores
 
