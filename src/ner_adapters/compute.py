@@ -1,9 +1,9 @@
 """Compute dtypes: run a forward in bfloat16 (or float16) autocast where the device does that natively.
 
 Shared by the Multi-BERT domain classifier (``router_dtype``) and CLLMFS extraction (``compute_dtype``). On a CPU
-with AMX / AVX512-BF16 a bfloat16 matrix product is about twice as fast as a float32 one (measured on this
-project's machine: a Qwen2.5-0.5B LoRA step 19 s vs 38 s, see docs/results.md); without them autocast to
-bfloat16 is slower than float32, hence ``"auto"``.
+with AMX / AVX512-BF16 bfloat16 autocast makes a CLLMFS LoRA training step 1.7x faster for Qwen2.5-0.5B and 1.3x
+for SmolLM2-135M (``benchmarks/bench_cllmfs_train.py``, docs/results.md); without them autocast to bfloat16 is
+slower than float32, hence ``"auto"``.
 """
 
 from __future__ import annotations
