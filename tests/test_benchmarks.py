@@ -70,3 +70,25 @@ def test_training_benchmark_times_bfloat16_beside_float32(tmp_path):
     assert set(rows) == {"lora_cl_noise_bf16", "lora_cl_noise"} and rows["lora_cl_noise_bf16"]["step_s"] > 0
     assert data["memory"]["lora_cl_noise_bf16"]["steps"] == 1
     assert "| lora_cl_noise_bf16 |" in done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_router_probe_finds_the_domain_signal_of_a_frozen_core(tmp_path, data_dir):
+    """Email and reviews (UNER) are far apart for the packaged MiniLM: both probes score well above chance."""
+    config = tmp_path / "two.yaml"
+    config.write_text(f"core_model: sentence-transformers/all-MiniLM-L6-v2\ndata_dir: {data_dir}\n"
+                      "domains: [uner_en_ewt:email, uner_en_ewt:reviews]\nmax_train_sentences: 120\n"
+                      "max_test_sentences: 120\ngroup_size: 4\nrouter_max_length: 128\n", encoding="utf-8")
+    out = tmp_path / "probe.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "router_probe.py"), "--config", str(config),
+                           "--cores", "sentence-transformers/all-MiniLM-L6-v2", "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["settings"]["domains"] == ["email", "reviews"] and data["settings"]["group_size"] == 4
+    rows = {row["probe"]: row for row in data["rows"]}
+    assert set(rows) == {"nearest_centroid", "logistic_regression"}
+    for row in rows.values():
+        assert row["test_groups"] >= 20 and row["accuracy"] >= 0.7, row
+    assert "| sentence-transformers/all-MiniLM-L6-v2 | logistic_regression |" in done.stdout
