@@ -131,3 +131,29 @@ def test_dataset_has_one_example_per_sentence_and_type(tokenizer):
     assert len(all_types) == 2
     with pytest.raises(ValueError, match="empty"):
         build_sft_dataset([], [PERSON], PromptFormat(tokenizer))
+
+
+def test_none_sampling_per_type_keeps_the_ratio_for_every_type(tokenizer):
+    """Pooled sampling lets one type get all the "none" answers (here: person), per-type gives each type
+    exactly ``none_ratio`` x its answers with entities, whatever the seed."""
+    people = [Sentence(["Ann", "Lee", "spoke", str(i)], [Span(0, 2, "person")], id=f"p{i}") for i in range(6)]
+    place = [Sentence(["in", "Oslo", str(i)], [Span(1, 2, "location")], id=f"l{i}") for i in range(2)]
+    fmt = PromptFormat(tokenizer)
+
+    def counts(dataset):
+        found = {}
+        for row in dataset:
+            kind = "none" if not row["cl_anchor"] else "entity"
+            found[(row["types"][0], kind)] = found.get((row["types"][0], kind), 0) + 1
+        return found
+
+    for seed in range(5):
+        per_type = counts(build_sft_dataset(people + place, [PERSON, LOCATION], fmt, none_ratio=1.0,
+                                            none_sampling="per_type", seed=seed))
+        assert per_type == {("person", "entity"): 6, ("person", "none"): 2, ("location", "entity"): 2,
+                            ("location", "none"): 2}
+    # pooled: 8 "none" answers for 8 with entities, here every none pair: location gets 6 "none" for 2 answers
+    pooled = counts(build_sft_dataset(people + place, [PERSON, LOCATION], fmt, none_ratio=1.0, seed=0))
+    assert pooled[("location", "none")] == 6 and pooled[("person", "none")] == 2
+    with pytest.raises(ValueError, match="none_sampling must be one of"):
+        build_sft_dataset(people, [PERSON], fmt, none_ratio=1.0, none_sampling="stratified")

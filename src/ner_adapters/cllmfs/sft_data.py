@@ -116,9 +116,13 @@ def build_example(
     }
 
 
+NONE_SAMPLING = ("pooled", "per_type")
+
+
 def build_sft_dataset(
     sentences: Sequence[Sentence], types: Sequence[EntityType], fmt: PromptFormat, *, max_negatives: int = 8,
-    loss_on_answer_prefix: bool = True, none_ratio: float | None = None, seed: int = 0,
+    loss_on_answer_prefix: bool = True, none_ratio: float | None = None, none_sampling: str = "pooled",
+    seed: int = 0,
 ) -> Dataset:
     """The SFT dataset of a support set: one example per (sentence, type), or per sentence in all-types mode.
 
@@ -126,16 +130,26 @@ def build_sft_dataset(
     keeps at most that many "none" examples (no entity of the prompt's types) per example with entities,
     drawn with ``seed``: in per-type mode most pairs have no entity, and a small model learns to answer
     "none" to everything before it learns to find entities. ``None`` keeps them all (the paper).
+    ``none_sampling`` says where the ratio holds: ``"pooled"`` over all prompts together (a type may then get
+    many more or fewer "none" answers than answers, and the model learns that type's bias), ``"per_type"`` for
+    each type's prompts (each prompt group in all-types mode: there, one group, the same as pooled).
     """
     if not sentences:
         raise ValueError("the support set is empty")
+    if none_sampling not in NONE_SAMPLING:
+        raise ValueError(f"none_sampling must be one of {NONE_SAMPLING}, got {none_sampling!r}")
     pairs = [(s, group) for s in sentences for group in fmt.groups(types)]
     if none_ratio is not None:
         labels = lambda group: {t.label for t in group}  # noqa: E731
-        positive = [p for p in pairs if any(span.type in labels(p[1]) for span in p[0].spans)]
-        negative = [p for p in pairs if not any(span.type in labels(p[1]) for span in p[0].spans)]
-        keep = min(len(negative), round(none_ratio * len(positive)))
-        chosen = set(random.Random(seed).sample(range(len(negative)), keep))
-        pairs = positive + [p for i, p in enumerate(negative) if i in chosen]
+        rng = random.Random(seed)
+        strata = [pairs] if none_sampling == "pooled" else \
+            [[p for p in pairs if p[1] == group] for group in fmt.groups(types)]
+        pairs = []
+        for stratum in strata:
+            positive = [p for p in stratum if any(span.type in labels(p[1]) for span in p[0].spans)]
+            negative = [p for p in stratum if not any(span.type in labels(p[1]) for span in p[0].spans)]
+            keep = min(len(negative), round(none_ratio * len(positive)))
+            chosen = set(rng.sample(range(len(negative)), keep))
+            pairs += positive + [p for i, p in enumerate(negative) if i in chosen]
     rows = [build_example(s, group, fmt, max_negatives, loss_on_answer_prefix) for s, group in pairs]
     return Dataset.from_list(rows, features=FEATURES)
