@@ -284,3 +284,21 @@ def test_every_adapter_meets_the_head_it_was_pre_trained_with(core, tmp_path, mo
         step1_end, step2_start = heads[f"multibert-step1-{domain}", "end"], heads[f"multibert-step2-{domain}", "start"]
         assert not changed(step1_end, step2_start), domain
         assert not changed(step2_start, final), domain  # and it is the head the saved set tags with
+
+
+def test_a_trainer_built_after_a_bfloat16_one_gets_its_own_precision(tmp_path, monkeypatch):
+    """accelerate keeps the first Trainer's mixed precision for the process: after a bf16 run (CLLMFS with
+    ``bf16: true``) a Multi-BERT Trainer would train in bf16 autocast too, unless its arguments reset that."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from transformers import Trainer
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what bf16 TrainingArguments leave in the environment
+    Accelerator(mixed_precision="bf16", cpu=True)  # and what a bf16 Trainer leaves in accelerate's state
+    try:
+        assert AcceleratorState().mixed_precision == "bf16"
+        trainer = Trainer(model=torch.nn.Linear(2, 2), eval_dataset=[{}], args=training_module.trainer_arguments(
+            tmp_path, arguments(tmp_path), epochs=1, learning_rate=1e-3))
+        assert trainer.accelerator.mixed_precision == "no"
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=False)

@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from ner_adapters.internals import accelerate as accelerate_internals
 from ner_adapters.internals import adapters as adapters_internals
 from ner_adapters.internals import trl as trl_internals
 
@@ -18,7 +19,8 @@ def _resolve(module: str, dotted: str):
 
 
 @pytest.mark.parametrize("library, module, name", [("trl", *api) for api in trl_internals.PRIVATE_API]
-                         + [("adapters", *api) for api in adapters_internals.PRIVATE_API], ids=lambda v: str(v))
+                         + [("adapters", *api) for api in adapters_internals.PRIVATE_API]
+                         + [("accelerate", *api) for api in accelerate_internals.PRIVATE_API], ids=lambda v: str(v))
 def test_private_names_exist(library, module, name):
     try:
         _resolve(module, name)

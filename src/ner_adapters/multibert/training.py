@@ -109,7 +109,10 @@ def trainer_arguments(run_dir: Path, args: MultiBertTrainingArguments, *, epochs
     """
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    from ..internals.accelerate import float32_trainer
+
+    float32_trainer()  # Multi-BERT trains in float32, even after a bfloat16 Trainer in this process
+    arguments = TrainingArguments(
         output_dir=str(run_dir),
         per_device_train_batch_size=args.per_device_train_batch_size,
         per_device_eval_batch_size=args.per_device_eval_batch_size,
@@ -134,6 +137,7 @@ def trainer_arguments(run_dir: Path, args: MultiBertTrainingArguments, *, epochs
         remove_unused_columns=False,
         group_by_length=True,  # batches of similar lengths: less padding (2x faster on UNER email here)
     )
+    return arguments
 
 
 # --- best-epoch selection and early stopping ------------------------------------------------------------
