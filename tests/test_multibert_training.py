@@ -294,6 +294,7 @@ def test_a_trainer_built_after_a_bfloat16_one_gets_its_own_precision(tmp_path, m
     from transformers import Trainer
 
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what bf16 TrainingArguments leave in the environment
+    AcceleratorState._reset_state(reset_partial_state=False)  # earlier tests' Trainers set it up in float32
     Accelerator(mixed_precision="bf16", cpu=True)  # and what a bf16 Trainer leaves in accelerate's state
     try:
         assert AcceleratorState().mixed_precision == "bf16"
