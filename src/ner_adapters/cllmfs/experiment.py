@@ -121,8 +121,10 @@ class MethodArguments:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.prompt_mode not in ("per_type", "all_types"):
             raise ValueError(f"prompt_mode must be 'per_type' or 'all_types', got {self.prompt_mode!r}")
-        if self.none_sampling not in ("pooled", "per_type"):
-            raise ValueError(f"none_sampling must be 'pooled' or 'per_type', got {self.none_sampling!r}")
+        from .sft_data import NONE_SAMPLING
+
+        if self.none_sampling not in NONE_SAMPLING:
+            raise ValueError(f"none_sampling must be one of {NONE_SAMPLING}, got {self.none_sampling!r}")
 
 
 def get_episodes(args: EpisodeArguments) -> list[Episode]:
@@ -268,7 +270,8 @@ def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodA
     fmt = PromptFormat(tokenizer, method_args.prompt_mode)
     datasets = [build_sft_dataset(
         sentences, part_types, fmt, max_negatives=training_args.cl_max_negatives, none_ratio=method_args.none_ratio,
-        none_sampling=method_args.none_sampling, loss_on_answer_prefix=method_args.loss_on_answer_prefix, seed=training_args.seed + index,
+        none_sampling=method_args.none_sampling, loss_on_answer_prefix=method_args.loss_on_answer_prefix,
+        seed=training_args.seed + index,
     ) for index, (sentences, part_types) in enumerate(parts or [(episode.support, types)])]
     train_dataset = datasets[0] if len(datasets) == 1 else concatenate_datasets(datasets)
     args = dataclasses.replace(training_args, output_dir=str(output_dir))
