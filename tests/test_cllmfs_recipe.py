@@ -115,6 +115,10 @@ def test_recipe_trains_and_extracts_in_bfloat16_on_cpu(recipe, tmp_path, tiny_ll
         return out
 
     monkeypatch.setattr(torch.nn.Linear, "forward", spying_forward)
+    # bf16 TrainingArguments leave ACCELERATE_MIXED_PRECISION=bf16 behind, and accelerate keeps a bf16 state:
+    # both are undone after this test, so later in-process runs train in float32 as they ask
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    monkeypatch.setattr("accelerate.state.AcceleratorState._shared_state", {}, raising=True)
     config = tiny_config(tmp_path, tiny_llm_dir, data_dir, bf16=True, compute_dtype="bfloat16")
     settings = yaml.safe_load(config.read_text())
     del settings["use_cpu"]  # a CPU-only machine needs no use_cpu for bf16 (transformers refuses it otherwise)
