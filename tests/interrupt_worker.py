@@ -8,7 +8,8 @@ set, receives the global step after each one. Neither changes what is computed. 
 worker send itself SIGTERM at the end of step N, after the stop callback looked for one: the signal then stops
 the run at step N + 1 exactly, where an outside ``kill`` lands at a step that depends on the machine's load.
 ``HOLD_AFTER_SAVE=N`` makes it wait, once checkpoint N is whole, until it is killed (``<PROGRESS_FILE>.held`` says
-it is waiting).
+it is waiting). ``RESUME_CALLS`` (CLLMFS), when set, names a JSON file that receives what each ``train()`` call
+was asked to resume from.
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ def run_cllmfs(argv: list[str]) -> int:
         self.add_callback(_progress_callback())
 
     cllmfs_trainer.CLLMFSTrainer.__init__ = init
+    if os.environ.get("RESUME_CALLS"):  # record what train() is asked to resume from, for the test to check
+        calls, train = [], cllmfs_trainer.CLLMFSTrainer.train
+
+        def recording_train(self, resume_from_checkpoint=None, **kwargs):
+            calls.append(resume_from_checkpoint)
+            Path(os.environ["RESUME_CALLS"]).write_text(json.dumps(calls))
+            return train(self, resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+        cllmfs_trainer.CLLMFSTrainer.train = recording_train
     spec = importlib.util.spec_from_file_location("sft_cllmfs", TESTS.parent / "recipes" / "sft_cllmfs.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)

@@ -35,13 +35,17 @@ TOLERANCE = 1e-6  # max |w_resumed - w_uninterrupted| over every adapter (and he
 
 
 def start_worker(*args: str, progress: Path, sleep: float = 0.4, sigterm_at_step: int | None = None,
-                 hold_after_save: int | None = None) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEP_SLEEP": str(sleep), "PROGRESS_FILE": str(progress),
+                 hold_after_save: int | None = None, resume_calls: Path | None = None) -> subprocess.Popen:
+    # a fresh process: nothing an earlier in-process run left in the environment (bf16 TrainingArguments leave
+    # ACCELERATE_MIXED_PRECISION behind) reaches the worker
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}, "OMP_NUM_THREADS": "1", "STEP_SLEEP": str(sleep), "PROGRESS_FILE": str(progress),
            "HF_HUB_OFFLINE": "1"}
     if sigterm_at_step is not None:
         env["SIGTERM_AT_STEP"] = str(sigterm_at_step)
     if hold_after_save is not None:
         env["HOLD_AFTER_SAVE"] = str(hold_after_save)
+    if resume_calls is not None:
+        env["RESUME_CALLS"] = str(resume_calls)
     return subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, cwd=TESTS.parent)
 
@@ -84,16 +88,6 @@ def max_difference(a: dict, b: dict) -> float:
 # ==============================================================================================================
 
 
-@pytest.fixture(scope="module")
-def recipe():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sft_cllmfs_interrupt", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def cllmfs_config(folder: Path, tiny_llm_dir: Path, data_dir: Path) -> Path:
     config = yaml.safe_load((RECIPE.parent / "cllmfs" / "wnut17_intra_5shot.yaml").read_text())
     config.update(  # group_by_length, LoRA dropout and the contrastive noise stay on: all of them draw random numbers
@@ -109,10 +103,22 @@ def cllmfs_config(folder: Path, tiny_llm_dir: Path, data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(recipe, tmp_path_factory, tiny_llm_dir, data_dir):
+def uninterrupted(tmp_path_factory, tiny_llm_dir, data_dir):
+    """The reference run, in a fresh worker process like the interrupted and resumed ones: every run compared
+    here trains at one thread in a process no earlier test has touched (thread count, accelerate's state and
+    the environment all move the last bits of the weights)."""
     folder = tmp_path_factory.mktemp("straight")
-    recipe.main(["--config", str(cllmfs_config(folder, tiny_llm_dir, data_dir))])
+    run_worker("--config", str(cllmfs_config(folder, tiny_llm_dir, data_dir)), folder=folder)
     return folder / "run"
+
+
+def run_worker(*args: str, folder: Path) -> list:
+    """Run the CLLMFS recipe to its end in a worker; returns what ``train()`` was asked to resume from."""
+    calls = folder / "resume_calls.json"
+    worker = start_worker("cllmfs", *args, progress=folder / "progress.final", sleep=0, resume_calls=calls)
+    _, stderr = worker.communicate(timeout=300)
+    assert worker.returncode == 0, stderr[-3000:]
+    return json.loads(calls.read_text())
 
 
 def outcome(run: Path) -> tuple[dict, dict, str]:
@@ -122,20 +128,9 @@ def outcome(run: Path) -> tuple[dict, dict, str]:
     return weights, scores, (episode / "predictions.jsonl").read_text()
 
 
-def resume_in_process(recipe, config: Path, monkeypatch) -> list:
-    """Run the same command with --resume_from_checkpoint true; returns what train() was asked to resume from."""
-    from ner_adapters.cllmfs.cllmfs_trainer import CLLMFSTrainer
-
-    calls = []
-    original = CLLMFSTrainer.train
-
-    def train(self, resume_from_checkpoint=None, **kwargs):
-        calls.append(resume_from_checkpoint)
-        return original(self, resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-
-    monkeypatch.setattr(CLLMFSTrainer, "train", train)
-    recipe.main(["--config", str(config), "--resume_from_checkpoint", "true"])
-    return calls
+def resume(config: Path) -> list:
+    """The same command with --resume_from_checkpoint true, in a fresh worker; returns what train() resumed from."""
+    return run_worker("--config", str(config), "--resume_from_checkpoint", "true", folder=config.parent)
 
 
 def assert_same_as_uninterrupted(run: Path, reference: Path) -> None:
@@ -148,8 +143,7 @@ def assert_same_as_uninterrupted(run: Path, reference: Path) -> None:
     assert predictions == expected_predictions
 
 
-def test_cllmfs_sigkill_after_a_checkpoint_then_resume(recipe, uninterrupted, tmp_path, tiny_llm_dir, data_dir,
-                                                       monkeypatch):
+def test_cllmfs_sigkill_after_a_checkpoint_then_resume(uninterrupted, tmp_path, tiny_llm_dir, data_dir):
     config = cllmfs_config(tmp_path, tiny_llm_dir, data_dir)
     episode = tmp_path / "run" / "episode-0"
     worker = start_worker("cllmfs", "--config", str(config), progress=tmp_path / "progress", hold_after_save=2)
@@ -164,13 +158,12 @@ def test_cllmfs_sigkill_after_a_checkpoint_then_resume(recipe, uninterrupted, tm
     torn = episode / f"checkpoint-{last + 1}"
     torn.mkdir(exist_ok=True)
     (torn / "adapter_model.safetensors").write_bytes(b"\x00" * 100)
-    calls = resume_in_process(recipe, config, monkeypatch)
+    calls = resume(config)
     assert calls == [str(episode / f"checkpoint-{last}")]
     assert_same_as_uninterrupted(tmp_path / "run", uninterrupted)
 
 
-def test_cllmfs_sigterm_midway_checkpoints_then_resume(recipe, uninterrupted, tmp_path, tiny_llm_dir, data_dir,
-                                                       monkeypatch):
+def test_cllmfs_sigterm_midway_checkpoints_then_resume(uninterrupted, tmp_path, tiny_llm_dir, data_dir):
     """SIGTERM between two checkpoints: the step in progress finishes, a checkpoint of it is written, the
     process exits 143 without pretending the episode is done; resuming loses no step."""
     config = cllmfs_config(tmp_path, tiny_llm_dir, data_dir)
@@ -186,7 +179,7 @@ def test_cllmfs_sigterm_midway_checkpoints_then_resume(recipe, uninterrupted, tm
     assert 3 <= stopped < 8
     assert complete(episode / f"checkpoint-{stopped}")  # the step in progress, not the last periodic checkpoint
     assert not (episode / "adapter").exists() and not (episode / "results.json").exists()
-    calls = resume_in_process(recipe, config, monkeypatch)
+    calls = resume(config)
     assert calls == [str(episode / f"checkpoint-{stopped}")]
     assert_same_as_uninterrupted(tmp_path / "run", uninterrupted)
 
