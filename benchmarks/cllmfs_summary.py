@@ -8,13 +8,17 @@
 Each argument is a run folder of ``recipes/sft_cllmfs.py`` (its ``config.yaml``, its summary ``results.json``
 and one ``episode-<i>/results.json`` per episode). Runs are grouped into settings by protocol, source and target;
 a setting holds one run per method, all on the same episodes (same ids, same order, the same number of query
-sentences), or the script stops and says which run differs. Each setting becomes one entry::
+sentences) and, for every method that learns from them (all but zero-shot prompting), the same labelled support
+sentences (the ids in each run's ``episodes.jsonl``), or the script stops and says which run differs. Each
+setting becomes one entry::
 
     {"name": "wnut17_intra", "kind": "intra", "source": "wnut17", "target": "wnut17", "model": "<LLM id>",
      "query_size": 500, "command": "...", "f1": {"cllmfs": [...], "proto": [...], "nnshot": [...],
      "zero_shot": [...]}, "episodes": [...], "runs": {"cllmfs": "<folder>", ...}}
 
-and ``"costs"`` (per method, per episode: training seconds, query sentences/s, peak memory, where recorded),
+and ``"support_sentences"`` (per episode: how many labelled sentences every method was given: one 5-shot
+set is about 30 for 6 types, ``n_support_sets: 5`` about five times that) and ``"costs"`` (per method, per
+episode: training seconds, query sentences/s, peak memory, where recorded),
 with micro-F1 in % per episode (names ``<source>_intra`` and ``<source>_to_<target>_inter``). The file is
 updated in place: a setting of the same name is replaced, the others are kept. ``command`` is ``--command``
 when given (one setting only), else the ``command.txt`` each run folder holds (the recipe writes it), one line
@@ -63,12 +67,33 @@ def read_run(folder: Path) -> dict:
     if not episodes:
         raise SummaryError(f"{folder}: its results.json lists no episodes")
     command = folder / "command.txt"
+    support = read_support(folder, episodes)
     return {
         "folder": str(folder), "method": summary["method"], "kind": summary["protocol"], "source": summary["source"],
         "target": summary["target"], "query_sentences": summary.get("query_sentences", []),
         "model": (config.get("model") or {}).get("model_name_or_path"), "episodes": episodes, "f1": f1, "costs": costs,
+        "support": support,
         "command": command.read_text(encoding="utf-8").strip() if command.is_file() else None,
     }
+
+
+def read_support(folder: Path, episodes: list[str]) -> list[list[str]] | None:
+    """The support sentence ids of each episode the run scored, from its ``episodes.jsonl`` (``None``: no file)."""
+    path = folder / "episodes.jsonl"
+    if not path.is_file():
+        return None
+    by_id = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                episode = json.loads(line)
+                by_id[episode["id"]] = [sentence["id"] for sentence in episode["support"]]
+            except (ValueError, KeyError, TypeError) as err:
+                raise SummaryError(f"{path}, line {number}: not an episode ({err})") from None
+    missing = [episode for episode in episodes if episode not in by_id]
+    if missing:
+        raise SummaryError(f"{path}: no episode {missing[0]!r}, which the run scored")
+    return [by_id[episode] for episode in episodes]
 
 
 def setting_name(kind: str, source: str, target: str) -> str:
@@ -97,6 +122,11 @@ def build_settings(runs: list[dict], command: str | None = None, name: str | Non
             if run["episodes"] != first["episodes"] or run["query_sentences"] != first["query_sentences"]:
                 raise SummaryError(f"{run['folder']} ran on other episodes than {first['folder']} "
                                    f"({run['episodes']} vs {first['episodes']}): every method needs the same ones")
+        learners = [run for m, run in by_method.items() if m != "zero_shot" and run["support"] is not None]
+        for run in learners[1:]:
+            if run["support"] != learners[0]["support"]:
+                raise SummaryError(f"{run['folder']} was given other support sentences than {learners[0]['folder']}: "
+                                   "every method needs the same labelled sentences")
         llm_runs = [run for m, run in by_method.items() if m in ("cllmfs", "zero_shot")]
         models = {run["model"] for run in llm_runs}
         if len(models) > 1:
@@ -113,6 +143,7 @@ def build_settings(runs: list[dict], command: str | None = None, name: str | Non
             "command": command or "\n".join(by_method[m]["command"] for m in METHODS if m in by_method),
             "f1": {m: by_method[m]["f1"] for m in METHODS if m in by_method},
             "episodes": first["episodes"],
+            "support_sentences": [len(ids) for ids in learners[0]["support"]] if learners else None,
             "runs": {m: by_method[m]["folder"] for m in METHODS if m in by_method},
             "costs": {m: by_method[m]["costs"] for m in METHODS if m in by_method and by_method[m]["costs"]},
         })

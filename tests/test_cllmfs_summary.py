@@ -19,7 +19,8 @@ def summary():
 
 
 def fake_run(root: Path, name: str, method: str, f1s: list[float], *, source="wnut17", target="wnut17",
-             protocol="intra", model="Qwen/Qwen2.5-Coder-0.5B-Instruct", query=500, ids=None, command=True) -> Path:
+             protocol="intra", model="Qwen/Qwen2.5-Coder-0.5B-Instruct", query=500, ids=None, command=True,
+             support=None) -> Path:
     """A run folder as recipes/sft_cllmfs.py leaves it (only the files the script reads)."""
     folder = root / name
     ids = ids or [f"{source}-{protocol}-6way5shot-seed{i}" for i in range(len(f1s))]
@@ -37,6 +38,10 @@ def fake_run(root: Path, name: str, method: str, f1s: list[float], *, source="wn
     (folder / "config.yaml").write_text(yaml.safe_dump({"model": {"model_name_or_path": model}, "method": {"method": method}}))
     if command:
         (folder / "command.txt").write_text(f"accelerate launch recipes/sft_cllmfs.py --method {method}\n")
+    if support is not None:  # support sentence ids per episode, as the run's episodes.jsonl lists them
+        (folder / "episodes.jsonl").write_text("".join(
+            json.dumps({"id": episode_id, "support": [{"id": i, "tokens": ["x"], "spans": []} for i in sentences]}) + "\n"
+            for episode_id, sentences in zip(ids, support)))
     return folder
 
 
@@ -89,6 +94,26 @@ def test_runs_that_cannot_be_compared_are_refused(summary, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert summary.main([str(tmp_path / "empty"), "--out", str(out)]) == 1
     assert "not a finished CLLMFS run" in capsys.readouterr().err
+
+
+def test_every_learning_method_must_have_had_the_same_support_sentences(summary, tmp_path, capsys):
+    """Baselines given other labelled sentences than CLLMFS (e.g. one 5-shot set against five) are refused; zero-shot
+    prompting uses none, so its support does not count; the setting records how many each episode had."""
+    out = tmp_path / "cllmfs.json"
+    five_sets = [[f"s{i}" for i in range(150)], [f"t{i}" for i in range(140)]]
+    cllmfs = fake_run(tmp_path, "c", "cllmfs", [0.5, 0.4], support=five_sets)
+    one_set = fake_run(tmp_path, "p1", "proto", [0.1, 0.2], support=[ids[:30] for ids in five_sets])
+    assert summary.main([str(cllmfs), str(one_set), "--out", str(out)]) == 1
+    assert "other support sentences" in capsys.readouterr().err and not out.exists()
+    proto = fake_run(tmp_path, "p", "proto", [0.1, 0.2], support=five_sets)
+    zero = fake_run(tmp_path, "z", "zero_shot", [0.0, 0.1], support=[["u"], ["v"]])
+    assert summary.main([str(cllmfs), str(proto), str(zero), "--out", str(out)]) == 0
+    (setting,) = json.loads(out.read_text())["settings"]
+    assert setting["support_sentences"] == [150, 140]
+    broken = fake_run(tmp_path, "b", "nnshot", [0.1, 0.2], support=five_sets)
+    (broken / "episodes.jsonl").write_text("{not json\n")
+    assert summary.main([str(cllmfs), str(broken), "--out", str(out)]) == 1
+    assert "episodes.jsonl, line 1: not an episode" in capsys.readouterr().err
 
 
 def test_the_recipe_records_its_command(tmp_path):
