@@ -303,3 +303,40 @@ def test_a_trainer_built_after_a_bfloat16_one_gets_its_own_precision(tmp_path, m
         assert trainer.accelerator.mixed_precision == "no"
     finally:
         AcceleratorState._reset_state(reset_partial_state=False)
+
+
+# --- step 2 keeps the pre-trained adapter when fine-tuning does not beat it on dev ------------------------
+
+
+@pytest.mark.parametrize("f1_values, kept", [([0.9, 0.1, 0.2], True), ([0.1, 0.5, 0.3], False)],
+                         ids=["start-best", "epoch-2-best"])
+def test_a_run_can_keep_the_weights_it_started_from(core, tmp_path, monkeypatch, f1_values, kept):
+    """With keep_start_if_better the starting weights are scored first (an epoch 0): kept and reported when no
+    epoch beats them, else the best epoch as always."""
+    scripted_f1(monkeypatch, f1_values)
+    mbert, data = model_with(core, toy=())
+    with mbert.training("holiday", train_head=True):
+        start = {n: p.detach().clone() for n, p in mbert.model.named_parameters() if p.requires_grad}
+    result = training_module.train_adapter(mbert, "holiday", data[0].train, data[0].dev,
+                                           arguments(tmp_path, learning_rate=5e-2, early_stopping_min_epochs=0),
+                                           train_head=True, epochs=2, run_name="keep", keep_start_if_better=True)
+    end = {n: p.detach().clone() for n, p in mbert.model.named_parameters() if n in start}
+    assert result.kept_start is kept and result.summary()["kept_start"] is kept
+    assert result.best_dev_metric == max(f1_values)
+    assert result.epochs == 2  # both epochs were trained either way
+    if kept:
+        assert not changed(start, end)
+    else:
+        assert changed(start, end) == set(start)
+
+
+def test_step2_keeps_pretrained_applies_to_step_2_only(core, tmp_path, monkeypatch):
+    asked = {}
+    monkeypatch.setattr(training_module, "train_adapter", lambda mbert, domain, *a, run_name, keep_start_if_better=False,
+                        **k: asked.update({run_name: keep_start_if_better}))
+    mbert, data = model_with(core, toy=("news", "sports"), holiday=False)
+    train_multibert(mbert, data, arguments(tmp_path, step2_keeps_pretrained=True))
+    assert {name for name, keep in asked.items() if keep} == {"multibert-step2-news", "multibert-step2-sports"}
+    asked.clear()
+    train_multibert(mbert, data, arguments(tmp_path))
+    assert not any(asked.values()) and len(asked) == 6

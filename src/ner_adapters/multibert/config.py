@@ -121,6 +121,11 @@ class MultiBertTrainingArguments:
                                         "pretrain_epochs. The head is frozen from then on, so it may deserve more "
                                         "epochs than each step-1 adapter"})
     general_epochs: float = field(default=5, metadata={"help": "general adapter cap (early stopping)"})
+    step2_keeps_pretrained: bool = field(
+        default=False, metadata={"help": "step 2 scores the pre-trained adapter on the domain's dev set first and "
+                                         "keeps it when no fine-tuning epoch beats it (the paper fine-tunes 'until "
+                                         "convergence and before over fitting': on a small domain the first epoch "
+                                         "can already be past that point)"})
     early_stopping_patience: int = field(
         default=3, metadata={"help": "stop after this many epochs without a better dev epoch (higher dev F1, or "
                                      "equal dev F1 and lower dev loss)"})

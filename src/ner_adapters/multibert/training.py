@@ -12,7 +12,8 @@ Head sharing (one head per label scheme) follows the paper's section 3. For a sc
    Then, for each domain d, a fresh adapter ``ad_d`` is pre-trained on the other domains D - d with that head
    frozen. ``shared``: one adapter (the general adapter) is trained with the head on all of D and copied into
    every domain's adapter (the paper's "replicated across all other adapters", section 3 paragraph 2).
-2. Each ``ad_d`` is fine-tuned on d alone with the head frozen.
+2. Each ``ad_d`` is fine-tuned on d alone with the head frozen. With ``step2_keeps_pretrained`` the step-1
+   adapter is scored on d's dev set first and kept when no fine-tuning epoch beats it.
 
 Why the head is frozen in the leave-one-out step 1: a head that kept training through the N step-1 runs
 (as it did before) ends as whatever the last run left, so N - 1 of the adapters would meet, in step 2 and at
@@ -65,6 +66,8 @@ class RunResult:
     best_dev_loss: float | None = None  # the kept epoch's dev loss (the tie-breaker of equal dev metrics)
     #: What ``train_sentences`` counts: ``"sentences"``, or ``"groups"`` for the router (8-sentence groups).
     train_unit: str = "sentences"
+    #: The run kept the weights it started from: no epoch beat them on dev (``step2_keeps_pretrained``).
+    kept_start: bool = False
 
     def summary(self) -> dict:
         """The run as results.json records it; the training-set size is named by its unit (``train_groups``
@@ -322,8 +325,13 @@ def train_adapter(
     epochs: float,
     run_name: str,
     learning_rate: float | None = None,
+    keep_start_if_better: bool = False,
 ) -> RunResult:
-    """Train ``domain``'s adapter (and its scheme's head when ``train_head``) on ``train``, best dev F1 kept."""
+    """Train ``domain``'s adapter (and its scheme's head when ``train_head``) on ``train``, best dev F1 kept.
+
+    With ``keep_start_if_better`` the weights the run starts from are scored on ``dev`` first, as an epoch 0:
+    when no epoch beats them (:func:`is_better_epoch`), they are restored and the run reports their dev score.
+    """
     from transformers import DataCollatorForTokenClassification
 
     scheme = mbert.scheme_of(domain)
@@ -350,10 +358,43 @@ def train_adapter(
             train_head=train_head,
             safetensors=mbert.adapter_specs[domain].kind == "lora",
         )
+        start = _score_start(trainer) if keep_start_if_better else None
         trainer.train(resume_from_checkpoint=resume_point(run_dir, args))
-    stop_on_signal.raise_if_received()
+        stop_on_signal.raise_if_received()
+        kept = start is not None and _restore_start_if_better(trainer, *start, run_name)
     what = f"adapter {domain}" + (f" + head {scheme}" if train_head else f" (head {scheme} frozen)")
-    return finish_run(trainer, run_dir, args, run_name, what, len(train), trainable, started)
+    result = finish_run(trainer, run_dir, args, run_name, what, len(train), trainable, started)
+    if kept:
+        metrics = start[0]
+        result.best_dev_metric = metrics[_eval_key(trainer.args.metric_for_best_model)]
+        result.best_dev_loss = metrics.get("eval_loss")
+        result.kept_start = True
+    return result
+
+
+def _score_start(trainer) -> tuple[dict, dict]:
+    """The dev metrics of the weights a run starts from, and a copy of its trainable weights.
+
+    A resumed run starts from the same weights (the runs before it are retrained, seeded), so this holds there too.
+    """
+    metrics = trainer.evaluate()
+    weights = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    return metrics, weights
+
+
+def _restore_start_if_better(trainer, metrics: dict, weights: dict, run_name: str) -> bool:
+    """Put the starting weights back when no trained epoch beat them on dev; returns whether it did."""
+    metric = trainer.args.metric_for_best_model
+    best = best_epoch_metrics(trainer.state, metric)
+    if best is not None and is_better_epoch(best, metrics, metric):
+        return False
+    with torch.no_grad():
+        for name, parameter in trainer.model.named_parameters():
+            if name in weights:
+                parameter.copy_(weights[name])
+    logger.info("%s: no epoch beat the starting weights on dev (%s %.4f); keeping them", run_name, metric,
+                metrics[_eval_key(metric)])
+    return True
 
 
 def _concat(parts: Sequence[Sequence[Sentence]]) -> list[Sentence]:
@@ -411,7 +452,8 @@ def train_multibert(
         for member in members:
             results.append(train_adapter(mbert, member, data[member].train, data[member].dev, args,
                                          train_head=False, epochs=args.num_train_epochs,
-                                         run_name=f"{prefix}-step2-{member}"))
+                                         run_name=f"{prefix}-step2-{member}",
+                                         keep_start_if_better=args.step2_keeps_pretrained))
         if general and args.pretrain_mode == "leave_one_out":
             name = mbert.general[scheme]
             results.append(train_adapter(
