@@ -125,6 +125,40 @@ def span_scores(
     )
 
 
+#: What :func:`span_errors` counts, in this order: every predicted span falls in one of the first four kinds,
+#: and ``missed`` counts gold spans that no prediction even overlaps.
+ERROR_KINDS = ("correct", "wrong_type", "boundary", "spurious", "missed")
+
+
+def span_errors(gold: Sequence[Iterable[Any]], predicted: Sequence[Iterable[Any]]) -> dict[str, int]:
+    """Where predictions go wrong, sentence by sentence (the same span forms as :func:`span_scores`).
+
+    A predicted span is ``correct`` (type and boundaries), ``wrong_type`` (a gold span's exact boundaries under
+    another type), ``boundary`` (overlaps a gold span, other boundaries) or ``spurious`` (overlaps none);
+    ``missed`` counts gold spans that no predicted span overlaps. F1 alone cannot tell a model that finds the
+    entities but names them wrongly from one that does not find them.
+    """
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted ones")
+    counts = dict.fromkeys(ERROR_KINDS, 0)
+    for gold_spans, pred_spans in zip(gold, predicted):
+        g = {_as_key(s) for s in gold_spans}
+        p = {_as_key(s) for s in pred_spans}
+        bounds = {(start, end) for _, start, end in g}
+        overlaps = lambda a, b: a[1] < b[2] and b[1] < a[2]  # noqa: E731  (half-open [start, end))
+        for key in p:
+            if key in g:
+                counts["correct"] += 1
+            elif key[1:] in bounds:
+                counts["wrong_type"] += 1
+            elif any(overlaps(key, other) for other in g):
+                counts["boundary"] += 1
+            else:
+                counts["spurious"] += 1
+        counts["missed"] += sum(1 for key in g if not any(overlaps(key, other) for other in p))
+    return counts
+
+
 def sequence_scores(
     gold_tags: Sequence[Sequence[str]],
     predicted_tags: Sequence[Sequence[str]],
