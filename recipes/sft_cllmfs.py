@@ -89,7 +89,22 @@ def cli(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as err:
         print(str(err), file=sys.stderr)
         return err.exit_code
+    finally:
+        end_distributed()
     return 0
+
+
+def end_distributed() -> None:
+    """Tear the process group down before the interpreter exits (``accelerate launch`` with several processes).
+
+    The other processes finish before the main one, which extracts alone; exiting with the gloo group still up
+    let its threads be destroyed mid-flight, and a process aborted ("terminate called without an active
+    exception", SIGABRT) at a moment that depended on the load.
+    """
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
