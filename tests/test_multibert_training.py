@@ -328,6 +328,13 @@ def test_a_run_can_keep_the_weights_it_started_from(core, tmp_path, monkeypatch,
         assert not changed(start, end)
     else:
         assert changed(start, end) == set(start)
+        # scoring the start draws nothing from the training's random stream: the same weights as without it
+        scripted_f1(monkeypatch, f1_values[1:])
+        plain, _ = model_with(core, toy=())
+        training_module.train_adapter(plain, "holiday", data[0].train, data[0].dev,
+                                      arguments(tmp_path / "plain", learning_rate=5e-2, early_stopping_min_epochs=0),
+                                      train_head=True, epochs=2, run_name="plain")
+        assert not changed(end, {n: p.detach() for n, p in plain.model.named_parameters() if n in end})
 
 
 def test_step2_keeps_pretrained_applies_to_step_2_only(core, tmp_path, monkeypatch):

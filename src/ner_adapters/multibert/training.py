@@ -377,7 +377,8 @@ def _score_start(trainer) -> tuple[dict, dict]:
 
     A resumed run starts from the same weights (the runs before it are retrained, seeded), so this holds there too.
     """
-    metrics = trainer.evaluate()
+    with torch.random.fork_rng(devices=[]):  # the dev pass draws a DataLoader seed: training's random stream stays
+        metrics = trainer.evaluate()         # the one it would have had without this pass
     weights = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     return metrics, weights
 
