@@ -88,13 +88,14 @@ def save_adapter(model, tokenizer, output_dir: str | os.PathLike, config: CLLMFS
 
 
 def write_card(folder: str | os.PathLike, *, name: str | None = None, episode_results: dict | None = None,
-               run_results: dict | None = None, run_config: dict | None = None) -> None:
+               run_results: dict | None = None, run_config: dict | None = None,
+               support_sentences: int | None = None) -> None:
     """The project's model card (``README.md``) in an adapter folder, from what the folder and the run recorded."""
     from ..hub.model_card import cllmfs_card
 
     folder = Path(folder)
     card = cllmfs_card(name or folder.name, folder, episode_results=episode_results, run_results=run_results,
-                       run_config=run_config, network=False)
+                       run_config=run_config, network=False, support_sentences=support_sentences)
     atomic_write_text(folder / "README.md", str(card))
 
 

@@ -379,7 +379,8 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     if adapter_dir is not None:
         update_metrics(adapter_dir, {"episode": episode.id, "micro_f1": scores.micro.f1,
                                      "per_type_f1": {t: s.f1 for t, s in scores.per_type.items()}})
-        write_card(adapter_dir, name=f"{output_dir.parent.name}-{output_dir.name}", episode_results=result)
+        write_card(adapter_dir, name=f"{output_dir.parent.name}-{output_dir.name}", episode_results=result,
+                   support_sentences=len(episode.support))
     if not training_args.keep_checkpoints:  # the episode is finished: its resume points have served
         for checkpoint in output_dir.glob("checkpoint-*"):
             shutil.rmtree(checkpoint, ignore_errors=True)

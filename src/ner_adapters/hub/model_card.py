@@ -25,7 +25,10 @@ DEFAULT_EXAMPLE = "Mary Smith flew from London to Paris to meet the Google team.
 TEMPLATES = {"domain": "multibert_domain.md", "router": "multibert_router.md", "cllmfs": "cllmfs.md"}
 #: Licences of the base models the project uses (as their model cards state them).
 MODEL_LICENCES = {"sentence-transformers/all-MiniLM-L6-v2": "Apache-2.0",
-                  "HuggingFaceTB/SmolLM2-135M-Instruct": "Apache-2.0"}
+                  "HuggingFaceTB/SmolLM2-135M-Instruct": "Apache-2.0",
+                  "Qwen/Qwen2.5-Coder-0.5B-Instruct": "Apache-2.0",
+                  "google/gemma-3-270m": "Gemma terms of use",
+                  "intfloat/multilingual-e5-small": "MIT"}
 #: Registry licence strings -> Hub licence ids (anything else is "other", explained in the card body).
 LICENCE_IDS = {"CC-BY-4.0": "cc-by-4.0", "CC-BY-SA-4.0": "cc-by-sa-4.0", "MIT": "mit"}
 #: Hub dataset ids for registered datasets whose registry entry has none (checked on huggingface.co).
@@ -363,8 +366,12 @@ def multibert_router_card(repo_id: str, folder: Path, results: Mapping | None, *
 
 def cllmfs_card(repo_id: str, folder: Path, *, episode_results: Mapping | None, run_results: Mapping | None,
                 run_config: Mapping | None, episode_index: int | None = None, example: str = DEFAULT_EXAMPLE,
-                licence: str | None = None, template_dir: str | os.PathLike | None = None, network: bool = True):
-    """The card of an exported CLLMFS adapter folder, with its episode's and run's measured scores."""
+                licence: str | None = None, template_dir: str | os.PathLike | None = None, network: bool = True,
+                support_sentences: int | None = None):
+    """The card of an exported CLLMFS adapter folder, with its episode's and run's measured scores.
+
+    ``support_sentences``: how many labelled sentences the adapter was trained on (the episode's support), when
+    the caller knows it; the card says what the adapter saw, which for INTER is the source datasets only."""
     config = read_json(folder / CLLMFS_CONFIG)
     peft = read_json(folder / "adapter_config.json")
     run_results, episode_results, run_config = run_results or {}, episode_results or {}, run_config or {}
@@ -372,7 +379,12 @@ def cllmfs_card(repo_id: str, folder: Path, *, episode_results: Mapping | None, 
     source = DataSource(run_results.get("source") or episodes.get("dataset") or "unknown", episodes.get("dataset_config"))
     target = DataSource(run_results.get("target") or source.dataset,
                         episodes.get("target_config") if episodes.get("target_dataset") else source.config)
-    training = describe_sources([source, target])
+    names = list(episodes.get("source_datasets") or [])
+    sources = [DataSource(n, None) for n in names] if len(names) > 1 else [source]
+    inter = run_results.get("protocol") == "inter" or target.dataset != source.dataset
+    training = describe_sources(sources if inter else [source, target])
+    support = _support_description(run_results.get("n_way", len(config["entity_types"])), run_results.get("k_shot", "?"),
+                                   int(episodes.get("n_support_sets") or 1), len(sources), support_sentences)
     scores = episode_results.get("scores")
     eval_results = ner_eval_results(scores, source=target, described=target.describe(), split="test") if scores else []
     base = config["base_model"]
@@ -390,8 +402,7 @@ def cllmfs_card(repo_id: str, folder: Path, *, episode_results: Mapping | None, 
     query_sentences = counts[min(episode_index or 0, len(counts) - 1)] if counts else "the"
     limitations = []
     if micro is not None:
-        limitations.append(f"Few-shot: trained on {run_results.get('k_shot', '?')} examples per type; the measured "
-                           f"micro-F1 on this episode is {100 * micro:.1f}%.")
+        limitations.append(f"Few-shot: trained on {support}; the measured micro-F1 on this episode is {100 * micro:.1f}%.")
     limitations += [
         "Extraction prompts once per entity type and generates: slow on CPU"
         + (f" (measured {episode_results['query_sentences_per_second']:.2f} sentences/s)"
@@ -413,12 +424,23 @@ def cllmfs_card(repo_id: str, folder: Path, *, episode_results: Mapping | None, 
         "prompt_mode": config.get("prompt_mode"), "cl_layer": config.get("cl_layer"),
         "n_way": run_results.get("n_way", len(types)), "k_shot": run_results.get("k_shot", "?"),
         "episode": episode_results.get("episode", "?"), "protocol": run_results.get("protocol", "?"),
-        "source": source.dataset, "target": target.dataset, "training_data": training,
+        "source": source.dataset, "target": target.dataset, "training_data": training, "support": support,
+        "inter": inter,
         "scores": scores_table(scores), "query_sentences": query_sentences,
         "run_summary": {"runs": run_results.get("runs", 1), **summary} if summary else None, "timing": timing,
         "example": example, "project_url": PROJECT_URL, "limitations": limitations,
     }
     return render("cllmfs", card_data, context, template_dir)
+
+
+def _support_description(n_way, k_shot, n_sets: int, n_sources: int, sentences: int | None) -> str:
+    """What a CLLMFS adapter was trained on, in words: "a 6-way 5-shot support set (33 sentences)"."""
+    size = f"{sentences:,} sentences" if sentences else ""
+    if n_sources > 1:
+        sets = f"{n_sets} {k_shot}-shot support sets" if n_sets > 1 else f"a {k_shot}-shot support set"
+        return f"{sets} from each of {n_sources} source datasets ({', '.join(x for x in (f'{n_way} types in all', size) if x)})"
+    text = f"{n_sets} disjoint {n_way}-way {k_shot}-shot support sets" if n_sets > 1 else f"a {n_way}-way {k_shot}-shot support set"
+    return text + (f" ({size})" if size else "")
 
 
 __all__ = ["DEFAULT_EXAMPLE", "cllmfs_card", "default_template_dir", "domain_sources", "multibert_domain_card",

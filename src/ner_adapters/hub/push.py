@@ -303,6 +303,7 @@ def push_cllmfs_run(run_dir: str | os.PathLike, *, namespace: str, prefix: str, 
     run_results = read_json(run_dir / "results.json") if (run_dir / "results.json").is_file() else {}
     config_path = run_dir / "config.yaml"
     run_config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    support_sizes = _support_sizes(run_dir / "episodes.jsonl")
     api = None if dry_run else _api(api, token)
     results_out = []
     run_name = run_dir.resolve().name
@@ -314,7 +315,8 @@ def push_cllmfs_run(run_dir: str | os.PathLike, *, namespace: str, prefix: str, 
         episode_results = read_json(episode_dir / "results.json") if (episode_dir / "results.json").is_file() else {}
         card = cllmfs_card(repo_id, folder, episode_results=episode_results, run_results=run_results,
                            run_config=run_config, episode_index=index, example=example or DEFAULT_EXAMPLE,
-                           licence=licence, template_dir=template_dir, network=not dry_run)
+                           licence=licence, template_dir=template_dir, network=not dry_run,
+                           support_sentences=support_sizes.get(index))
         _save_card(card, folder)
         if dry_run:
             results_out.append(PushResult(repo_id, KIND_CLLMFS, None, False, folder=str(folder)))
@@ -322,6 +324,15 @@ def push_cllmfs_run(run_dir: str | os.PathLike, *, namespace: str, prefix: str, 
             results_out.append(push_folder(folder, repo_id, kind=KIND_CLLMFS, api=api, private=private,
                                            commit_message=f"Upload CLLMFS adapter ({run_name}, episode {index})"))
     return results_out
+
+
+def _support_sizes(path: Path) -> dict[int, int]:
+    """Support sentences per episode index of a CLLMFS run (its ``episodes.jsonl``), for the cards; {} without it."""
+    from ..episodes import load_episodes
+
+    if not path.is_file():
+        return {}
+    return {i: len(episode.support) for i, episode in enumerate(load_episodes(path))}
 
 
 # --- the Space ----------------------------------------------------------------------------------------------------
