@@ -9,7 +9,9 @@ Each argument is a run folder of ``recipes/sft_cllmfs.py`` (its ``config.yaml``,
 and one ``episode-<i>/results.json`` per episode). Runs are grouped into settings by protocol, source and target;
 a setting holds one run per method, all on the same episodes (same ids, same order, the same number of query
 sentences) and, for every method that learns from them (all but zero-shot prompting), the same labelled support
-sentences (the ids in each run's ``episodes.jsonl``), or the script stops and says which run differs. Each
+sentences (the ids in each run's ``episodes.jsonl``), or the script stops and says which run differs. Zero-shot
+prompting reads no support, so its run may come from episodes with other support sets (another ``n_support_sets``)
+as long as its query sentences are the same ones, in the same order (their ids in ``episodes.jsonl``). Each
 setting becomes one entry::
 
     {"name": "wnut17_intra", "kind": "intra", "source": "wnut17", "target": "wnut17", "model": "<LLM id>",
@@ -67,33 +69,41 @@ def read_run(folder: Path) -> dict:
     if not episodes:
         raise SummaryError(f"{folder}: its results.json lists no episodes")
     command = folder / "command.txt"
-    support = read_support(folder, episodes)
+    support, queries = read_sentence_ids(folder, episodes)
     return {
         "folder": str(folder), "method": summary["method"], "kind": summary["protocol"], "source": summary["source"],
         "target": summary["target"], "query_sentences": summary.get("query_sentences", []),
         "model": (config.get("model") or {}).get("model_name_or_path"), "episodes": episodes, "f1": f1, "costs": costs,
-        "support": support,
+        "support": support, "queries": queries,
         "command": command.read_text(encoding="utf-8").strip() if command.is_file() else None,
     }
 
 
-def read_support(folder: Path, episodes: list[str]) -> list[list[str]] | None:
-    """The support sentence ids of each episode the run scored, from its ``episodes.jsonl`` (``None``: no file)."""
+def read_sentence_ids(folder: Path, episodes: list[str]) -> tuple[list[list[str]] | None, list[list[str]] | None]:
+    """The support and the query sentence ids of each episode the run scored, from its ``episodes.jsonl``
+    (``None, None``: no file; queries ``None`` when the file does not list them)."""
     path = folder / "episodes.jsonl"
     if not path.is_file():
-        return None
+        return None, None
     by_id = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             try:
                 episode = json.loads(line)
-                by_id[episode["id"]] = [sentence["id"] for sentence in episode["support"]]
+                by_id[episode["id"]] = ([sentence["id"] for sentence in episode["support"]],
+                                        [sentence["id"] for sentence in episode["query"]] if "query" in episode else None)
             except (ValueError, KeyError, TypeError) as err:
                 raise SummaryError(f"{path}, line {number}: not an episode ({err})") from None
     missing = [episode for episode in episodes if episode not in by_id]
     if missing:
         raise SummaryError(f"{path}: no episode {missing[0]!r}, which the run scored")
-    return [by_id[episode] for episode in episodes]
+    queries = [by_id[episode][1] for episode in episodes]
+    return [by_id[episode][0] for episode in episodes], None if None in queries else queries
+
+
+def same_queries(run: dict, reference: dict) -> bool:
+    """Whether ``run`` scored exactly ``reference``'s query sentences, episode by episode (ids, order)."""
+    return run["queries"] is not None and run["queries"] == reference["queries"]
 
 
 def setting_name(kind: str, source: str, target: str) -> str:
@@ -117,8 +127,10 @@ def build_settings(runs: list[dict], command: str | None = None, name: str | Non
                 raise SummaryError(f"two {run['method']} runs for {setting_name(kind, source, target)}: "
                                    f"{by_method[run['method']]['folder']} and {run['folder']}; summarise one")
             by_method[run["method"]] = run
-        first = next(iter(by_method.values()))
-        for run in by_method.values():
+        first = next((run for m, run in by_method.items() if m != "zero_shot"), next(iter(by_method.values())))
+        for method, run in by_method.items():
+            if method == "zero_shot" and run is not first and same_queries(run, first):
+                continue  # no support read: the same queries are the same comparison, whatever the support sets
             if run["episodes"] != first["episodes"] or run["query_sentences"] != first["query_sentences"]:
                 raise SummaryError(f"{run['folder']} ran on other episodes than {first['folder']} "
                                    f"({run['episodes']} vs {first['episodes']}): every method needs the same ones")

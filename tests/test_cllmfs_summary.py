@@ -20,7 +20,7 @@ def summary():
 
 def fake_run(root: Path, name: str, method: str, f1s: list[float], *, source="wnut17", target="wnut17",
              protocol="intra", model="Qwen/Qwen2.5-Coder-0.5B-Instruct", query=500, ids=None, command=True,
-             support=None) -> Path:
+             support=None, queries=None) -> Path:
     """A run folder as recipes/sft_cllmfs.py leaves it (only the files the script reads)."""
     folder = root / name
     ids = ids or [f"{source}-{protocol}-6way5shot-seed{i}" for i in range(len(f1s))]
@@ -40,8 +40,9 @@ def fake_run(root: Path, name: str, method: str, f1s: list[float], *, source="wn
         (folder / "command.txt").write_text(f"accelerate launch recipes/sft_cllmfs.py --method {method}\n")
     if support is not None:  # support sentence ids per episode, as the run's episodes.jsonl lists them
         (folder / "episodes.jsonl").write_text("".join(
-            json.dumps({"id": episode_id, "support": [{"id": i, "tokens": ["x"], "spans": []} for i in sentences]}) + "\n"
-            for episode_id, sentences in zip(ids, support)))
+            json.dumps({"id": episode_id, "support": [{"id": i, "tokens": ["x"], "spans": []} for i in sentences],
+                        **({"query": [{"id": i, "tokens": ["x"], "spans": []} for i in queries[n]]} if queries else {})})
+            + "\n" for n, (episode_id, sentences) in enumerate(zip(ids, support))))
     return folder
 
 
@@ -121,3 +122,25 @@ def test_the_recipe_records_its_command(tmp_path):
     recipe.record_command(str(tmp_path / "run"), ["--config", "a b.yaml", "--n_support_sets", "5"])
     assert (tmp_path / "run" / "command.txt").read_text() == \
         "accelerate launch recipes/sft_cllmfs.py --config 'a b.yaml' --n_support_sets 5\n"
+
+
+def test_zero_shot_prompting_may_come_from_other_support_sets_on_the_same_queries(summary, tmp_path, capsys):
+    """Zero-shot prompting reads no support: a run on the one-set episodes compares with five-set runs when its
+    query sentences are the same ones; other queries are still refused."""
+    five = [f"wnut17-intra-6way5shot-seed{i}-5sets" for i in range(2)]
+    one = [f"wnut17-intra-6way5shot-seed{i}" for i in range(2)]
+    queries = [["t1", "t2"], ["t3", "t4"]]
+    learners = [fake_run(tmp_path, m, m, [0.2, 0.1], ids=five, support=[["a", "b"], ["c", "d"]], queries=queries)
+                for m in ("cllmfs", "proto")]
+    zero = fake_run(tmp_path, "zs", "zero_shot", [0.01, 0.02], ids=one, support=[["a"], ["c"]], queries=queries)
+    out = tmp_path / "cllmfs.json"
+    assert summary.main([*map(str, learners), str(zero), "--out", str(out)]) == 0
+    setting = json.loads(out.read_text())["settings"][0]
+    assert setting["f1"]["zero_shot"] == [1.0, 2.0] and setting["episodes"] == five
+    assert setting["support_sentences"] == [2, 2]
+    other = fake_run(tmp_path, "zs_other", "zero_shot", [0.01, 0.02], ids=one, support=[["a"], ["c"]],
+                     queries=[["t1", "t9"], ["t3", "t4"]])
+    assert summary.main([*map(str, learners), str(other), "--out", str(out)]) != 0
+    assert "ran on other episodes" in capsys.readouterr().err
+    unlisted = fake_run(tmp_path, "zs_unlisted", "zero_shot", [0.01, 0.02], ids=one)  # no episodes.jsonl: ids decide
+    assert summary.main([*map(str, learners), str(unlisted), "--out", str(out)]) != 0
