@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ner_adapters.cllmfs.support_sets import sample_support_sets, support_parts, with_support_sets
@@ -241,3 +242,31 @@ def test_a_source_type_too_rare_for_k_shot_is_left_out(caplog):
     extended = with_support_sets(dataclasses.replace(plain, k_shot=2), sources=["toy", "other"],
                                  load_pool=lambda name, config: rare, source_types=lambda name: ["drug", "gene"])
     assert "gene" not in extended.support_types and "types ['gene'] have fewer than 2 mentions" in caplog.text
+
+
+def test_training_can_start_from_a_saved_adapter(recipe, tmp_path, tiny_llm_dir, shared_data):
+    """``init_adapter`` (say, the zero-shot adapter) continues training from its LoRA weights; a fresh LoRA starts
+    with B = 0. At learning rate 0 the saved weights come back unchanged, so the start is exactly the adapter."""
+    from safetensors.torch import load_file
+
+    def lora(run):
+        return load_file(str(tmp_path / run / "episode-0" / "adapter" / "adapter_model.safetensors"))
+
+    config = tiny_config(tmp_path, tiny_llm_dir, shared_data)
+    recipe.main(["--config", str(config), "--output_dir", str(tmp_path / "first"), "--warmup_ratio", "0"])
+    first = lora("first")
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in first.items())  # its step moved B
+
+    adapter = str(tmp_path / "first" / "episode-0" / "adapter")
+    recipe.main(["--config", str(config), "--output_dir", str(tmp_path / "warm"), "--learning_rate", "0",
+                 "--init_adapter", adapter])
+    warm = lora("warm")
+    assert warm.keys() == first.keys() and all(torch.equal(warm[k], first[k]) for k in first)
+    recipe.main(["--config", str(config), "--output_dir", str(tmp_path / "fresh"), "--learning_rate", "0"])
+    assert all(v.abs().sum() == 0 for k, v in lora("fresh").items() if k.endswith("lora_B.weight"))
+    recorded = yaml.safe_load((tmp_path / "warm" / "config.yaml").read_text())["method"]["init_adapter"]
+    assert recorded == adapter  # part of the experiment: a run from another start is another experiment
+
+    with pytest.raises(ValueError, match="init_adapter starts CLLMFS training"):
+        recipe.main(["--config", str(config), "--method", "proto", "--init_adapter", adapter,
+                     "--output_dir", str(tmp_path / "p")])

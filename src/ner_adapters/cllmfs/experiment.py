@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -113,12 +114,19 @@ class MethodArguments:
         default=0.2, metadata={"help": "With none_threshold: auto, the fraction of the episode's support sentences (of its "
                                        "first source) held back from training to choose the threshold on (at least one)."}
     )
+    init_adapter: str | None = field(
+        default=None, metadata={"help": "Start CLLMFS training from this CLLMFS adapter (a folder or Hub id, e.g. the "
+                                        "zero-shot adapter) instead of a fresh LoRA; its LoRA shape replaces the lora_* "
+                                        "settings. It must not have been trained on the episode's test data."}
+    )
 
     def __post_init__(self):
         if not 0.0 < self.none_threshold_holdout < 1.0:
             raise ValueError(f"none_threshold_holdout must be in (0, 1), got {self.none_threshold_holdout}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.init_adapter and self.method != "cllmfs":
+            raise ValueError(f"init_adapter starts CLLMFS training; method {self.method!r} trains no adapter")
         if self.prompt_mode not in ("per_type", "all_types"):
             raise ValueError(f"prompt_mode must be 'per_type' or 'all_types', got {self.prompt_mode!r}")
         from .sft_data import NONE_SAMPLING
@@ -275,12 +283,28 @@ def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodA
     ) for index, (sentences, part_types) in enumerate(parts or [(episode.support, types)])]
     train_dataset = datasets[0] if len(datasets) == 1 else concatenate_datasets(datasets)
     args = dataclasses.replace(training_args, output_dir=str(output_dir))
+    peft_config = lora_config(model_args)
+    if method_args.init_adapter:
+        model, peft_config = warm_start(model, method_args.init_adapter), None
     stop_on_signal = CheckpointOnSignal()
     trainer = CLLMFSTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
-                            peft_config=lora_config(model_args), callbacks=[stop_on_signal])
+                            peft_config=peft_config, callbacks=[stop_on_signal])
     trainer.train(resume_from_checkpoint=_resume_point(args))
     stop_on_signal.raise_if_received()  # SIGTERM: a checkpoint was written; this episode is not finished
     return trainer, tokenizer
+
+
+def warm_start(model, adapter: str):
+    """``model`` wrapped with a saved CLLMFS adapter's LoRA weights, trainable: training continues from what the
+    adapter learnt (say, on other datasets) instead of a fresh LoRA. The adapter must fit the base model."""
+    from peft import PeftModel
+
+    from .extraction import _download_adapter
+
+    path = adapter if os.path.isdir(adapter) else _download_adapter(adapter)
+    CLLMFSAdapterConfig.load(path).check_base(model.config, adapter)
+    logger.info("CLLMFS training starts from the adapter %s", adapter)
+    return PeftModel.from_pretrained(model, path, is_trainable=True)
 
 
 def _resume_point(args: CLLMFSConfig):
