@@ -58,6 +58,12 @@ def test_an_inter_card_names_its_sources_as_training_data_and_the_target_as_eval
     assert card.data.eval_results[0].dataset_type == "conll2003"  # scored on the target
     assert "wnut_17" in card.data.datasets
 
+    subset = dict(run_config["episodes"], source_datasets=["wnut17", "gum/news"])
+    card = cllmfs_card("me/zero-shot", folder, episode_results={"episode": "e0", "scores": _scores()},
+                       run_results=run_results, run_config={"episodes": subset}, network=False)
+    training = card.text.split("## Training data")[1].split("## Evaluation")[0]
+    assert "**gum** (" in training and "`news`" in training and "licence: unknown" not in training  # name/subset
+
 
 def test_an_intra_card_counts_the_support_sentences_it_was_trained_on(tmp_path):
     from ner_adapters.hub.model_card import cllmfs_card

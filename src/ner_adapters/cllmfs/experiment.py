@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -297,14 +296,10 @@ def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodA
 def warm_start(model, adapter: str):
     """``model`` wrapped with a saved CLLMFS adapter's LoRA weights, trainable: training continues from what the
     adapter learnt (say, on other datasets) instead of a fresh LoRA. The adapter must fit the base model."""
-    from peft import PeftModel
+    from .extraction import attach_adapter
 
-    from .extraction import _download_adapter
-
-    path = adapter if os.path.isdir(adapter) else _download_adapter(adapter)
-    CLLMFSAdapterConfig.load(path).check_base(model.config, adapter)
     logger.info("CLLMFS training starts from the adapter %s", adapter)
-    return PeftModel.from_pretrained(model, path, is_trainable=True)
+    return attach_adapter(model, adapter, trainable=True)[0]
 
 
 def _resume_point(args: CLLMFSConfig):

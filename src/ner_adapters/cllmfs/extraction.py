@@ -259,12 +259,7 @@ class CLLMFSExtractor:
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype, trust_remote_code=False)
         saved = None
         if adapter is not None:
-            from peft import PeftModel
-
-            adapter_path = str(adapter) if os.path.isdir(adapter) else _download_adapter(str(adapter))
-            saved = CLLMFSAdapterConfig.load(adapter_path)
-            saved.check_base(model.config, str(adapter))
-            model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
+            model, saved = attach_adapter(model, str(adapter))
         if entity_types is None:
             if saved is None:
                 raise ValueError("entity_types are needed when no adapter is given")
@@ -702,6 +697,17 @@ def answer_score(token_spans: Sequence[tuple[int, int]], logprobs: Sequence[floa
     if not used:
         return 0.0
     return float(math.exp(sum(marker) + sum(used) / len(used)))
+
+
+def attach_adapter(model, adapter: str, *, trainable: bool = False):
+    """``model`` wrapped with a saved CLLMFS adapter (a folder or Hub id) and the adapter's recorded config; refused
+    when the adapter was trained on another base architecture. ``trainable``: to train it further."""
+    from peft import PeftModel
+
+    path = adapter if os.path.isdir(adapter) else _download_adapter(adapter)
+    saved = CLLMFSAdapterConfig.load(path)
+    saved.check_base(model.config, adapter)
+    return PeftModel.from_pretrained(model, path, is_trainable=trainable), saved
 
 
 def _download_adapter(repo_id: str) -> str:

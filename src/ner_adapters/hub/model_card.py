@@ -380,7 +380,12 @@ def cllmfs_card(repo_id: str, folder: Path, *, episode_results: Mapping | None, 
     target = DataSource(run_results.get("target") or source.dataset,
                         episodes.get("target_config") if episodes.get("target_dataset") else source.config)
     names = list(episodes.get("source_datasets") or [])
-    sources = [DataSource(n, None) for n in names] if len(names) > 1 else [source]
+    if len(names) > 1:
+        from ..cllmfs.support_sets import parse_source
+
+        sources = [DataSource(*parse_source(n)) for n in names]
+    else:
+        sources = [source]
     inter = run_results.get("protocol") == "inter" or target.dataset != source.dataset
     training = describe_sources(sources if inter else [source, target])
     support = _support_description(run_results.get("n_way", len(config["entity_types"])), run_results.get("k_shot", "?"),
