@@ -113,3 +113,30 @@ def test_the_packaged_multilingual_e5_as_the_encoder():
     tagger = PrototypeTagger(models.E5_SMALL, method="nnshot").fit(MULTILINGUAL, ["person", "location"])
     assert type(tagger.model).__name__ == "BertModel" and tagger.tokenizer.is_fast
     assert tagger.predict(MULTILINGUAL) == [s.spans for s in MULTILINGUAL]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["proto", "nnshot"])
+def test_type_spans_retypes_given_spans_by_their_words_and_keeps_their_boundaries(method):
+    """CLLMFS's ``span_typing: prototype``: the spans come from elsewhere (here: right boundaries, swapped types)
+    and only their types change, to the support's."""
+    tagger = PrototypeTagger(method=method).fit(SUPPORT, ["person", "location"])
+    swapped = [[Span(0, 2, "location"), Span(4, 5, "person"), Span(3, 4, "person")]]  # "Carol White", "Madrid", "to"
+    (typed,) = tagger.type_spans(QUERY, swapped)
+    assert [(s.start, s.end) for s in typed] == [(0, 2), (4, 5), (3, 4)]  # every span kept, none added
+    assert typed[0].type == "person" and typed[1].type == "location"
+    assert all(s.type in ("person", "location") for s in typed)  # never O: the span is an entity already
+    assert tagger.type_spans(QUERY, [[]]) == [[]]
+
+
+@pytest.mark.integration
+def test_type_spans_refuses_spans_it_cannot_type():
+    tagger = PrototypeTagger().fit(SUPPORT, ["person", "location"])
+    with pytest.raises(ValueError, match="outside its 5 words"):
+        tagger.type_spans(QUERY, [[Span(4, 7, "person")]])
+    with pytest.raises(ValueError, match="1 sentences but 2 lists"):
+        tagger.type_spans(QUERY, [[], []])
+    with pytest.raises(ValueError, match="no entity of the types"):
+        PrototypeTagger().fit(SUPPORT, ["drug"]).type_spans(QUERY, [[]])
+    with pytest.raises(RuntimeError, match="call fit"):
+        PrototypeTagger().type_spans(QUERY, [[]])

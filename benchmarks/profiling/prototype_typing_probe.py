@@ -10,7 +10,8 @@ episode's support set (``episodes.jsonl``), with the encoder of the ProtoBERT ba
 - ``span``: the span's vector is the mean of its words' vectors; each type's prototype is the mean of its support
   spans' vectors; the nearest prototype (squared Euclidean, as ProtoBERT) gives the type;
 - ``words``: each word of the span takes its nearest *entity-type* word prototype (``O`` left out: the LLM already
-  said it is an entity), and the span takes the majority (ties: the nearer summed distance).
+  said it is an entity), and the span takes the majority (ties: the nearer summed distance). This is
+  ``PrototypeTagger.type_spans``, what the harness's ``span_typing: prototype`` runs.
 
 Prints micro-F1 and the error kinds of the run as saved and of each re-typing, per episode and over all.
 """
@@ -56,21 +57,7 @@ def retype(tagger: PrototypeTagger, support: list[Sentence], types: list[str], q
             out.append([Span(s.start, s.end, labels[int(torch.cdist(v[None], prototypes).argmin())])
                         for s, v in zip(row, vectors)])
         return out
-    tagger.fit(support, types)
-    keep = [i for i, label in enumerate(tagger.support_labels.tolist()) if tagger.labels[label] != "O"]
-    prototypes = tagger.support[keep]
-    labels = [tagger.labels[int(tagger.support_labels[i])] for i in keep]
-    out = []
-    for row, vectors in zip(predicted, tagger.embed(query)):
-        spans = []
-        for s in row:
-            distances = torch.cdist(vectors[s.start:s.end], prototypes)  # (words, types)
-            votes = distances.argmin(1).tolist()
-            counts = {j: votes.count(j) for j in set(votes)}
-            best = max(counts, key=lambda j: (counts[j], -float(distances[:, j].sum())))
-            spans.append(Span(s.start, s.end, labels[best]))
-        out.append(spans)
-    return out
+    return tagger.fit(support, types).type_spans(query, predicted)  # what span_typing: prototype runs
 
 
 def main(argv=None) -> int:

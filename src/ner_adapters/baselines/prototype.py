@@ -6,6 +6,10 @@ tag's support words; ProtoBERT, Snell et al.) or its nearest support word (NNSho
 under squared Euclidean distance, as in Few-NERD's implementations. Runs of words with the same type
 become spans. The encoder is frozen: in an INTRA episode there is nothing else to train on.
 
+:meth:`PrototypeTagger.type_spans` only types spans found by something else (CLLMFS's ``span_typing:
+prototype``): an LLM finds entity boundaries well and confuses their types, where the prototypes type well and
+find boundaries poorly (docs/results.md, release 17).
+
 Any encoder folder or Hub id works (``encoder=``): MiniLM (uncased WordPiece) or the multilingual e5 (a BERT
 with XLM-R's SentencePiece vocabulary, trained with mean pooling, which is what the word vectors are). A
 SentencePiece tokenizer writes a word boundary as its own piece ``"▁"`` before words it has no ``"▁word"``
@@ -91,6 +95,36 @@ class PrototypeTagger:
         else:
             self.support, self.support_labels = words, targets
         return self
+
+    def type_spans(self, sentences: Sequence[Sentence], spans: Sequence[Sequence[Span]]) -> list[list[Span]]:
+        """The same spans, each typed by its words: every word votes for its nearest support vector among the
+        entity types (``O`` left out: the span is an entity already), the majority wins, and a tie goes to the
+        type nearest in summed distance."""
+        if self.support is None:
+            raise RuntimeError("call fit() with a support set first")
+        if len(sentences) != len(spans):
+            raise ValueError(f"{len(sentences)} sentences but {len(spans)} lists of spans")
+        entity_rows = [i for i, label in enumerate(self.support_labels.tolist()) if self.labels[label] != OUTSIDE]
+        if not entity_rows:
+            raise ValueError("the support set has no entity of the types given to fit(): nothing to type spans by")
+        vectors_of_types = self.support[entity_rows]
+        types = [self.labels[int(self.support_labels[i])] for i in entity_rows]
+        order = list(dict.fromkeys(types))  # the types' first appearance: a deterministic tie order
+        typed = []
+        for sentence, row, embedding in zip(sentences, spans, self.embed(sentences)):
+            out = []
+            for span in row:
+                if not 0 <= span.start < span.end <= len(sentence.tokens):
+                    raise ValueError(f"sentence {sentence.id!r}: span {span} is outside its {len(sentence.tokens)} words")
+                distances = torch.cdist(embedding[span.start:span.end], vectors_of_types)  # (words, support rows)
+                nearest = distances.argmin(dim=1).tolist()
+                votes = {t: sum(types[j] == t for j in nearest) for t in order}
+                closeness = {t: -float(distances[:, [j for j, u in enumerate(types) if u == t]].min(dim=1).values.sum())
+                             for t in order}
+                best = max(order, key=lambda t: (votes[t], closeness[t]))
+                out.append(Span(span.start, span.end, best))
+            typed.append(out)
+        return typed
 
     def predict(self, sentences: Sequence[Sentence]) -> list[list[Span]]:
         if self.support is None:

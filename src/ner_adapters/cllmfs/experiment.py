@@ -90,6 +90,12 @@ class EpisodeArguments:
                              "source_datasets cannot be combined with it")
 
 
+SPAN_TYPING = ("llm", "prototype")
+# Keys added to the recorded config after runs were made, with the value those runs had: a run recorded without
+# them is the same experiment as one with them at these values (its finished episodes are reused).
+_ADDED_KEYS = {"method": {"span_typing": "llm", "typing_encoder": MINILM}}
+
+
 @dataclass
 class MethodArguments:
     """Which method runs on the episodes."""
@@ -118,8 +124,19 @@ class MethodArguments:
                                         "zero-shot adapter) instead of a fresh LoRA; its LoRA shape replaces the lora_* "
                                         "settings. It must not have been trained on the episode's test data."}
     )
+    span_typing: str = field(
+        default="llm", metadata={"help": "Who types CLLMFS's spans: 'llm' (the type whose prompt found the span, the "
+                                         "paper) or 'prototype' (the span's words vote for their nearest support "
+                                         "prototype of typing_encoder; INTRA only: the support must hold the query's types)."}
+    )
+    typing_encoder: str = field(default=MINILM, metadata={"help": "Encoder of span_typing: prototype."})
 
     def __post_init__(self):
+        if self.span_typing not in SPAN_TYPING:
+            raise ValueError(f"span_typing must be one of {SPAN_TYPING}, got {self.span_typing!r}")
+        if self.span_typing != "llm" and self.method != "cllmfs":
+            raise ValueError(f"span_typing: {self.span_typing} re-types CLLMFS's spans; method {self.method!r} "
+                             f"types its own (use span_typing: llm)")
         if not 0.0 < self.none_threshold_holdout < 1.0:
             raise ValueError(f"none_threshold_holdout must be in (0, 1), got {self.none_threshold_holdout}")
         if self.method not in METHODS:
@@ -316,6 +333,20 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _prototype_typed(episode: Episode, query_types: list[EntityType], predictions: list[list[Span]],
+                     encoder: str) -> list[list[Span]]:
+    """``span_typing: prototype``: CLLMFS's spans re-typed from the episode's own support set."""
+    from ..baselines import PrototypeTagger
+
+    labels = [t.label for t in query_types]
+    missing = [label for label in labels if not any(s.type == label for x in episode.support for s in x.spans)]
+    if episode.protocol == "inter" or missing:
+        raise ValueError(f"span_typing: prototype types spans by the support set's examples of each query type; "
+                         f"episode {episode.id!r} ({episode.protocol}) has none of {missing or labels} in its support "
+                         f"(use span_typing: llm)")
+    return PrototypeTagger(encoder, method="proto").fit(episode.support, labels).type_spans(episode.query, predictions)
+
+
 def _save_predictions(path: Path, episode: Episode, predictions: list[list[Span]]) -> None:
     def spans_json(spans):
         return [{"type": s.type, "start": s.start, "end": s.end} for s in spans]
@@ -388,6 +419,8 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         extractor = CLLMFSExtractor(model, tokenizer, query_types, prompt_mode=method_args.prompt_mode,
                                     decoding=decoding, format_hint=method_args.method == "zero_shot")
         predictions = extractor.predict_sentences(episode.query, show_progress=True)
+        if method_args.span_typing == "prototype":
+            predictions = _prototype_typed(episode, query_types, predictions, method_args.typing_encoder)
     timings["predict_seconds"] = time.perf_counter() - started
     timings["query_sentences_per_second"] = len(episode.query) / max(timings["predict_seconds"], 1e-9)
     timings.update(_peak_memory())
@@ -456,6 +489,8 @@ def _same_experiment(config_path: Path, config: dict) -> bool:
         # logging_dir defaults to a fresh timestamp on every run, resuming continues the same run, and the
         # decoding batch shapes change speed and memory, not the spans (benchmarks/profiling/reextract_episode.py):
         # none of them makes a new experiment.
+        c = {**c, **{section: {k: v for k, v in c.get(section, {}).items() if added.get(k, object()) != v}
+                     for section, added in _ADDED_KEYS.items()}}
         return {**c, "episodes": {k: v for k, v in c.get("episodes", {}).items() if k != "n_episodes"},
                 "decoding": {k: v for k, v in c.get("decoding", {}).items() if k not in _SPEED_ONLY_DECODING},
                 "training": {k: v for k, v in c.get("training", {}).items() if k not in _RUN_ONLY_TRAINING}}
