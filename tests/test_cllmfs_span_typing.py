@@ -11,7 +11,7 @@ import yaml
 from hub_tiny import load_recipe
 from ner_adapters.cllmfs import experiment
 from ner_adapters.cllmfs.entity_types import EntityType
-from ner_adapters.cllmfs.experiment import MethodArguments, _prototype_typed
+from ner_adapters.cllmfs.experiment import MethodArguments, _check_prototype_typing, _prototype_typed
 from ner_adapters.data import Sentence
 from ner_adapters.episodes import Episode
 from ner_adapters.spans import Span
@@ -40,6 +40,9 @@ def test_the_episodes_support_retypes_the_llms_spans():
 def test_it_is_refused_where_the_support_holds_no_examples_of_the_query_types():
     with pytest.raises(ValueError, match=r"episode 'e0' \(inter\).*use span_typing: llm"):
         _prototype_typed(episode(protocol="inter"), TYPES, [[]], "unused")
+    with pytest.raises(ValueError, match=r"\(inter\)"):  # what run_episode asks before it trains anything
+        _check_prototype_typing(episode(protocol="inter"), TYPES)
+    assert _check_prototype_typing(episode(), TYPES) == ["person", "location"]
     only_people = [Sentence(s.tokens, [x for x in s.spans if x.type == "person"], id=s.id) for s in SUPPORT]
     with pytest.raises(ValueError, match=r"none of \['location'\]"):
         _prototype_typed(episode(support=only_people), TYPES, [[]], "unused")

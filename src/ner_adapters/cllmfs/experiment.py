@@ -338,13 +338,19 @@ def _prototype_typed(episode: Episode, query_types: list[EntityType], prediction
     """``span_typing: prototype``: CLLMFS's spans re-typed from the episode's own support set."""
     from ..baselines import PrototypeTagger
 
+    labels = _check_prototype_typing(episode, query_types)
+    return PrototypeTagger(encoder, method="proto").fit(episode.support, labels).type_spans(episode.query, predictions)
+
+
+def _check_prototype_typing(episode: Episode, query_types: list[EntityType]) -> list[str]:
+    """The query labels, when the support holds examples of each (INTRA); before any training, else an error."""
     labels = [t.label for t in query_types]
     missing = [label for label in labels if not any(s.type == label for x in episode.support for s in x.spans)]
     if episode.protocol == "inter" or missing:
         raise ValueError(f"span_typing: prototype types spans by the support set's examples of each query type; "
                          f"episode {episode.id!r} ({episode.protocol}) has none of {missing or labels} in its support "
                          f"(use span_typing: llm)")
-    return PrototypeTagger(encoder, method="proto").fit(episode.support, labels).type_spans(episode.query, predictions)
+    return labels
 
 
 def _save_predictions(path: Path, episode: Episode, predictions: list[list[Span]]) -> None:
@@ -367,6 +373,8 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     support_types: list[EntityType] = []  # every source's types, a label shared by two sources described once
     for _, types in parts:
         support_types += [t for t in types if t.label not in {u.label for u in support_types}]
+    if method_args.span_typing == "prototype":  # refused before training, not after it
+        _check_prototype_typing(episode, query_types)
     timings: dict[str, float] = {}
     extra: dict = {}
     held_back = None
