@@ -110,6 +110,7 @@ class PrototypeTagger:
         vectors_of_types = self.support[entity_rows]
         types = [self.labels[int(self.support_labels[i])] for i in entity_rows]
         order = list(dict.fromkeys(types))  # the types' first appearance: a deterministic tie order
+        rows_of = {t: [j for j, u in enumerate(types) if u == t] for t in order}  # once, not per span
         typed = []
         for sentence, row, embedding in zip(sentences, spans, self.embed(sentences)):
             out = []
@@ -119,8 +120,7 @@ class PrototypeTagger:
                 distances = torch.cdist(embedding[span.start:span.end], vectors_of_types)  # (words, support rows)
                 nearest = distances.argmin(dim=1).tolist()
                 votes = {t: sum(types[j] == t for j in nearest) for t in order}
-                closeness = {t: -float(distances[:, [j for j, u in enumerate(types) if u == t]].min(dim=1).values.sum())
-                             for t in order}
+                closeness = {t: -float(distances[:, rows_of[t]].min(dim=1).values.sum()) for t in order}
                 best = max(order, key=lambda t: (votes[t], closeness[t]))
                 out.append(Span(span.start, span.end, best))
             typed.append(out)
