@@ -151,6 +151,29 @@ def test_rerun_reuses_finished_episodes_of_the_same_experiment(recipe, tmp_path,
     assert "reusing" not in capsys.readouterr().out and first.stat().st_mtime_ns != stamp
 
 
+def test_run_episodes_splits_one_experiment_between_processes(recipe, tmp_path, tiny_llm_dir, data_dir, capsys):
+    """Two processes on one output_dir, each with its own episodes: the first to finish waits for the other's,
+    the last writes results.json over all of them, identical to one process running every episode."""
+    zero_shot = ["--config", str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml"), "--n_episodes", "3"]
+    config = tiny_config(tmp_path, tiny_llm_dir, data_dir, query_size=4)
+    run = tmp_path / "run"
+    assert recipe.main(["--config", str(config), *zero_shot, "--run_episodes", "2"]) is None
+    assert "waits for episode(s) [0, 1]" in capsys.readouterr().out
+    assert not (run / "results.json").exists() and (run / "episode-2" / "results.json").is_file()
+    assert not (run / "episode-0").exists()
+    summary = recipe.main(["--config", str(config), *zero_shot, "--run_episodes", "0", "1"])
+    assert "reusing" in capsys.readouterr().out  # episode 2, from the other process
+    assert summary["runs"] == 3 and json.loads((run / "results.json").read_text())["runs"] == 3
+    assert "run_episodes" not in yaml.safe_load((run / "config.yaml").read_text())["episodes"]
+    whole = recipe.main(["--config", str(config), *zero_shot, "--output_dir", str(tmp_path / "whole")])
+    assert [e["scores"] for e in whole["episodes"]] == [e["scores"] for e in summary["episodes"]]
+    # Finished episodes of another experiment are never mixed in, and indices are checked.
+    with pytest.raises(ValueError, match="different experiment.*fresh output_dir"):
+        recipe.main(["--config", str(config), *zero_shot, "--run_episodes", "0", "--max_new_tokens", "6"])
+    with pytest.raises(ValueError, match="past n_episodes 3"):
+        recipe.main(["--config", str(config), *zero_shot, "--run_episodes", "3"])
+
+
 def test_layered_configs_and_baselines_share_the_episodes(recipe, tmp_path, tiny_llm_dir, data_dir):
     base = tiny_config(tmp_path, tiny_llm_dir, data_dir, query_size=4)
     recipe.main(["--config", str(base), "--output_dir", str(tmp_path / "zs"), "--config",

@@ -73,8 +73,21 @@ class EpisodeArguments:
                                         "giving n_support_sets sets of its own types; overrides dataset/dataset_config "
                                         "(the first is the episode's own source)."}
     )
+    run_episodes: list[int] | None = field(
+        default=None, metadata={"help": "Run only these episodes (0-based indices), e.g. to share one experiment "
+                                        "between processes or machines writing to the same output_dir; the others are "
+                                        "reused when finished, and results.json is written once all are (None: all)."}
+    )
 
     def __post_init__(self):
+        if isinstance(self.run_episodes, int):
+            self.run_episodes = [self.run_episodes]
+        if self.run_episodes is not None:
+            if not self.run_episodes or any(i < 0 for i in self.run_episodes):
+                raise ValueError(f"run_episodes must list episode indices >= 0 (or be null), got {self.run_episodes}")
+            if self.episodes_file is None and max(self.run_episodes) >= self.n_episodes:
+                raise ValueError(f"run_episodes {self.run_episodes} names an episode past n_episodes "
+                                 f"{self.n_episodes} (indices start at 0)")
         if self.n_support_sets < 1:
             raise ValueError(f"n_support_sets must be >= 1, got {self.n_support_sets}")
         if isinstance(self.source_datasets, str):
@@ -219,6 +232,7 @@ def recorded_episode_args(args: EpisodeArguments, episodes: list[Episode]) -> di
     """The episode settings as ``config.yaml`` records them: with ``episodes_file``, what the file's episodes
     are (their datasets, N, K, first seed, count), not the sampling defaults that were never used."""
     recorded = dataclasses.asdict(args)
+    del recorded["run_episodes"]  # which process runs what, not what the experiment is
     if args.episodes_file and episodes:
         first = episodes[0]
         support, _, support_config = first.support_dataset.partition("/") if not Path(
@@ -535,23 +549,41 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
               "training": {k: v for k, v in training_args.to_dict().items() if "token" not in k}}
     config = yaml.safe_load(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))  # as it reads back
     reusable = _same_experiment(root / "config.yaml", config)
+    if episode_args.run_episodes is not None and not reusable:
+        stale = sorted(str(p.parent.name) for p in root.glob("episode-*/results.json"))
+        if stale:  # the episodes this process does not run would be taken from another experiment
+            raise ValueError(f"{root} holds finished episodes ({', '.join(stale)}) of a different experiment "
+                             f"(its config.yaml differs or is missing): with run_episodes they would be mixed into "
+                             f"this one's results; use a fresh output_dir")
     state.wait_for_everyone()
     if state.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
         save_episodes(episodes, root / "episodes.jsonl")
         atomic_write_text(root / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    results = []
+    selected = set(range(len(episodes)) if episode_args.run_episodes is None else episode_args.run_episodes)
+    if max(selected) >= len(episodes):
+        raise ValueError(f"run_episodes {sorted(selected)} names an episode past the {len(episodes)} of "
+                         f"{episode_args.episodes_file or 'this experiment'} (indices start at 0)")
+    results, waiting = [], []
     for index, episode in enumerate(episodes):
-        done = _finished_episode(root / f"episode-{index}", episode) if reusable else None
-        if done is not None:  # an earlier, interrupted run of this same experiment finished this episode
+        # another process's episodes of this experiment count once finished (stale ones were refused above)
+        done = _finished_episode(root / f"episode-{index}", episode) if reusable or index not in selected else None
+        if done is not None:  # an earlier, interrupted run (or another process) of this experiment finished it
             print(f"{episode.id}: reusing {root / f'episode-{index}' / 'results.json'}", flush=True)
             results.append(done)
+            continue
+        if index not in selected:
+            waiting.append(index)
             continue
         result = run_episode(episode, episode_args, method_args, decoding, training_args, model_args,
                              root / f"episode-{index}")
         if result is not None:
             results.append(result)
     if not state.is_main_process:
+        return None
+    if waiting:
+        print(f"episodes {sorted(selected)} of {root} are finished; results.json waits for episode(s) {waiting} "
+              f"(run them with --run_episodes, or rerun without it)", flush=True)
         return None
     runs = [NERScores.from_dict(r["scores"]) for r in results]
     summary = {"method": method_args.method, "source": episodes[0].support_dataset, "target": episodes[0].query_dataset,
