@@ -64,8 +64,9 @@ def read_run(folder: Path) -> dict:
         episodes.append(result["episode"])
         f1.append(round(100 * result["scores"]["micro"]["f1"], 2))
         for key in COSTS:
-            if key in result:
-                costs.setdefault(key, []).append(round(result[key], 2))
+            if key in result:  # a resumed episode's train time misses the steps before its checkpoint: unknown
+                unknown = key == "train_seconds" and result.get("resumed_from_checkpoint")
+                costs.setdefault(key, []).append(None if unknown else round(result[key], 2))
     if not episodes:
         raise SummaryError(f"{folder}: its results.json lists no episodes")
     command = folder / "command.txt"

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None):
 
 
 def record_command(output_dir: str, argv: list[str]) -> None:
-    """``command.txt`` in the run folder: how the run was started (``benchmarks/cllmfs_summary.py`` reads it)."""
+    """``command.txt`` in the run folder: the command of the experiment (``benchmarks/cllmfs_summary.py`` reads
+    it), without ``--run_episodes``, which only says what this one process runs of it."""
     import shlex
 
     from accelerate import PartialState
@@ -61,7 +62,23 @@ def record_command(output_dir: str, argv: list[str]) -> None:
     if PartialState().is_main_process:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(output_dir) / "command.txt",
-                          "accelerate launch recipes/sft_cllmfs.py " + shlex.join(argv) + "\n")
+                          "accelerate launch recipes/sft_cllmfs.py " + shlex.join(_without_run_episodes(argv)) + "\n")
+
+
+def _without_run_episodes(argv: list[str]) -> list[str]:
+    """``argv`` less ``--run_episodes i j ...`` (or ``--run_episodes=i``) and its values."""
+    kept, skipping = [], False
+    for arg in argv:
+        if arg == "--run_episodes":
+            skipping = True
+        elif arg.startswith("--run_episodes="):
+            continue
+        elif skipping and not arg.startswith("-"):
+            continue
+        else:
+            skipping = False
+            kept.append(arg)
+    return kept
 
 
 def where_outputs_went(root: Path, n_episodes: int) -> str:

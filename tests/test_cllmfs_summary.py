@@ -122,6 +122,27 @@ def test_the_recipe_records_its_command(tmp_path):
     recipe.record_command(str(tmp_path / "run"), ["--config", "a b.yaml", "--n_support_sets", "5"])
     assert (tmp_path / "run" / "command.txt").read_text() == \
         "accelerate launch recipes/sft_cllmfs.py --config 'a b.yaml' --n_support_sets 5\n"
+    # which episodes one process runs is not part of the experiment's command
+    recipe.record_command(str(tmp_path / "split"), ["--run_episodes", "3", "4", "--n_episodes", "5", "--run_episodes=1",
+                                                    "--none_threshold", "auto"])
+    assert (tmp_path / "split" / "command.txt").read_text() == \
+        "accelerate launch recipes/sft_cllmfs.py --n_episodes 5 --none_threshold auto\n"
+
+
+def test_a_resumed_episodes_training_time_is_not_reported(summary, tmp_path):
+    """After a resume, train_seconds covers only the steps after the checkpoint: the summary says unknown."""
+    run = fake_run(tmp_path, "cllmfs", "cllmfs", [0.2, 0.3])
+    for index, resumed in enumerate((None, "checkpoint-124")):
+        path = run / f"episode-{index}" / "results.json"
+        result = json.loads(path.read_text())
+        result["train_seconds"] = 600.0 if resumed is None else 1.0
+        if resumed:
+            result["resumed_from_checkpoint"] = resumed
+        path.write_text(json.dumps(result))
+    out = tmp_path / "cllmfs.json"
+    assert summary.main([str(run), "--out", str(out)]) == 0
+    costs = json.loads(out.read_text())["settings"][0]["costs"]["cllmfs"]
+    assert costs["train_seconds"] == [600.0, None] and costs["predict_seconds"] == [10.0, 11.0]
 
 
 def test_zero_shot_prompting_may_come_from_other_support_sets_on_the_same_queries(summary, tmp_path, capsys):

@@ -161,6 +161,9 @@ def test_cllmfs_sigkill_after_a_checkpoint_then_resume(uninterrupted, tmp_path, 
     calls = resume(config)
     assert calls == [str(episode / f"checkpoint-{last}")]
     assert_same_as_uninterrupted(tmp_path / "run", uninterrupted)
+    # its train_seconds timed only the steps after the checkpoint; the results say so (the summary then omits it)
+    assert json.loads((episode / "results.json").read_text())["resumed_from_checkpoint"] == f"checkpoint-{last}"
+    assert "resumed_from_checkpoint" not in json.loads((uninterrupted / "episode-0" / "results.json").read_text())
 
 
 def test_cllmfs_sigterm_midway_checkpoints_then_resume(uninterrupted, tmp_path, tiny_llm_dir, data_dir):

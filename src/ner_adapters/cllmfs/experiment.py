@@ -319,7 +319,8 @@ def train_cllmfs(episode: Episode, types: list[EntityType], method_args: MethodA
     stop_on_signal = CheckpointOnSignal()
     trainer = CLLMFSTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
                             peft_config=peft_config, callbacks=[stop_on_signal])
-    trainer.train(resume_from_checkpoint=_resume_point(args))
+    trainer.resumed_from = _resume_point(args)  # its train time is then only the part after the checkpoint
+    trainer.train(resume_from_checkpoint=trainer.resumed_from)
     stop_on_signal.raise_if_received()  # SIGTERM: a checkpoint was written; this episode is not finished
     return trainer, tokenizer
 
@@ -403,6 +404,8 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         trainer, tokenizer = train_cllmfs(episode, support_types, method_args, training_args, model_args, output_dir,
                                           parts=parts)
         timings["train_seconds"] = time.perf_counter() - started
+        if trainer.resumed_from:  # the steps before it were timed by the process that was stopped, not here
+            extra["resumed_from_checkpoint"] = Path(trainer.resumed_from).name
         model = trainer.model
         if held_back is not None:  # every process chooses the same threshold (same model, same sentences)
             started = time.perf_counter()
