@@ -174,6 +174,31 @@ def test_run_episodes_splits_one_experiment_between_processes(recipe, tmp_path, 
         recipe.main(["--config", str(config), *zero_shot, "--run_episodes", "3"])
 
 
+def test_run_episodes_counts_what_another_process_finished_meanwhile(recipe, tmp_path, tiny_llm_dir, data_dir,
+                                                                     monkeypatch, capsys):
+    """Episode 0 is missing when this process starts its episode 1 and finished (by another process) before it
+    ends: the last process to finish writes results.json over both instead of waiting forever."""
+    from ner_adapters.cllmfs import experiment
+
+    original = experiment.run_episode
+
+    def meanwhile(episode, episode_args, *args):
+        output_dir = args[-1]
+        if output_dir.name == "episode-1":  # the other process finishes episode 0 while this one runs episode 1
+            first = experiment.get_episodes(episode_args)[0]
+            original(first, episode_args, *args[:-1], output_dir.parent / "episode-0")
+        return original(episode, episode_args, *args)
+
+    monkeypatch.setattr(experiment, "run_episode", meanwhile)
+    config = tiny_config(tmp_path, tiny_llm_dir, data_dir, query_size=4)
+    summary = recipe.main(["--config", str(config), "--config", str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml"),
+                           "--n_episodes", "2", "--run_episodes", "1"])
+    assert "waits for" not in capsys.readouterr().out
+    assert summary["runs"] == 2 and [e["episode"] for e in summary["episodes"]] == \
+        [e.id for e in experiment.get_episodes(experiment.EpisodeArguments(**yaml.safe_load(
+            (tmp_path / "run" / "config.yaml").read_text())["episodes"]))]
+
+
 def test_layered_configs_and_baselines_share_the_episodes(recipe, tmp_path, tiny_llm_dir, data_dir):
     base = tiny_config(tmp_path, tiny_llm_dir, data_dir, query_size=4)
     recipe.main(["--config", str(base), "--output_dir", str(tmp_path / "zs"), "--config",

@@ -567,23 +567,29 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
     if max(selected) >= len(episodes):
         raise ValueError(f"run_episodes {sorted(selected)} names an episode past the {len(episodes)} of "
                          f"{episode_args.episodes_file or 'this experiment'} (indices start at 0)")
-    results, waiting = [], []
+    by_index: dict[int, dict] = {}
     for index, episode in enumerate(episodes):
         # another process's episodes of this experiment count once finished (stale ones were refused above)
         done = _finished_episode(root / f"episode-{index}", episode) if reusable or index not in selected else None
         if done is not None:  # an earlier, interrupted run (or another process) of this experiment finished it
             print(f"{episode.id}: reusing {root / f'episode-{index}' / 'results.json'}", flush=True)
-            results.append(done)
-            continue
-        if index not in selected:
-            waiting.append(index)
-            continue
-        result = run_episode(episode, episode_args, method_args, decoding, training_args, model_args,
-                             root / f"episode-{index}")
-        if result is not None:
-            results.append(result)
+            by_index[index] = done
+        elif index in selected:
+            result = run_episode(episode, episode_args, method_args, decoding, training_args, model_args,
+                                 root / f"episode-{index}")
+            if result is not None:
+                by_index[index] = result
     if not state.is_main_process:
         return None
+    waiting = []
+    for index, episode in enumerate(episodes):  # looked at again: other processes may have finished meanwhile
+        if index not in by_index:
+            done = _finished_episode(root / f"episode-{index}", episode)
+            if done is None:
+                waiting.append(index)
+            else:
+                by_index[index] = done
+    results = [by_index[index] for index in sorted(by_index)]
     if waiting:
         print(f"episodes {sorted(selected)} of {root} are finished; results.json waits for episode(s) {waiting} "
               f"(run them with --run_episodes, or rerun without it)", flush=True)
