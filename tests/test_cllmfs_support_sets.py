@@ -202,6 +202,26 @@ def test_inter_from_several_sources_and_its_baselines(recipe, tmp_path, tiny_llm
     assert result["target_support"] == ids
 
 
+def test_an_inter_target_without_a_train_split_lends_its_validation_split_to_the_baselines(
+        recipe, tmp_path, tiny_llm_dir, data_dir, monkeypatch):
+    """UNER English-EWT publishes only validation and test: the prototype baselines' 5-shot target set comes from
+    validation (recorded), never from the test split the queries come from."""
+    import ner_adapters.baselines
+    from ner_adapters.data.registry import load_sentences
+
+    monkeypatch.setattr(ner_adapters.baselines, "PrototypeTagger", RecordingTagger)
+    RecordingTagger.fitted.clear()
+    config = tiny_config(tmp_path, tiny_llm_dir, data_dir, target_dataset="uner_en_ewt", n_way=None, k_shot=1)
+    recipe.main(["--config", str(config), "--method", "proto"])
+    ((ids, types),) = RecordingTagger.fitted
+    validation = {s.id for s in load_sentences("uner_en_ewt", split="validation", data_dir=data_dir)}
+    (saved,) = load_episodes(tmp_path / "run" / "episodes.jsonl")
+    assert types == ["PER", "ORG", "LOC"] and ids and set(ids) <= validation
+    assert not set(ids) & {s.id for s in saved.query}
+    result = json.loads((tmp_path / "run" / "episode-0" / "results.json").read_text())
+    assert result["target_support"] == ids and result["target_support_split"] == "validation"
+
+
 def test_auto_none_threshold_is_chosen_on_held_back_support_and_recorded(recipe, tmp_path, tiny_llm_dir, shared_data,
                                                                         monkeypatch):
     from ner_adapters.cllmfs import sft_data

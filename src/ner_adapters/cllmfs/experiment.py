@@ -191,22 +191,34 @@ def get_episodes(args: EpisodeArguments) -> list[Episode]:
             for e in episodes]
 
 
-def target_support(episode: Episode, data_dir: str | None = None):
-    """A K-shot support set of an INTER episode's target (its train split, its types): what the prototype
-    baselines get there (more target information than CLLMFS, which sees only the target's type descriptions)."""
+def target_support(episode: Episode, data_dir: str | None = None) -> tuple[list, str]:
+    """A K-shot support set of an INTER episode's target (its types) and the split it was drawn from: what the
+    prototype baselines get there (more target information than CLLMFS, which sees only the target's type
+    descriptions). The train split; a target that publishes none (UNER's English-EWT) lends its validation split,
+    never the test split its queries come from."""
     import random
 
-    from ..data.registry import load_sentences
+    from ..data.registry import load_sentences, resolve_spec
     from ..episodes import greedy_kshot_sample
 
     name, config = parse_source(episode.query_dataset)
     try:
-        pool = load_sentences(name, config, split="train", data_dir=data_dir)
+        splits = resolve_spec(name, config).splits
     except (KeyError, ValueError, OSError) as err:
         raise ValueError(f"the INTER prototype baselines need a {episode.k_shot}-shot support set of the target "
-                         f"{episode.query_dataset!r}, whose train split could not be read: {err}") from None
+                         f"{episode.query_dataset!r}, which could not be read: {err}") from None
+    split = next((s for s in ("train", "validation") if s in splits), None)
+    if split is None:
+        raise ValueError(f"the INTER prototype baselines need a {episode.k_shot}-shot support set of the target "
+                         f"{episode.query_dataset!r} from its train or validation split; it has only "
+                         f"{', '.join(splits)}")
+    try:
+        pool = load_sentences(name, config, split=split, data_dir=data_dir)
+    except (KeyError, ValueError, OSError) as err:
+        raise ValueError(f"the INTER prototype baselines need a {episode.k_shot}-shot support set of the target "
+                         f"{episode.query_dataset!r}, whose {split} split could not be read: {err}") from None
     rng = random.Random(f"{episode.query_dataset}|target-support|seed{episode.seed}")
-    return greedy_kshot_sample(pool, episode.query_types, episode.k_shot, rng)
+    return greedy_kshot_sample(pool, episode.query_types, episode.k_shot, rng), split
 
 
 def support_type_parts(episode: Episode, types_file: str | None = None
@@ -435,8 +447,9 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         tagger = PrototypeTagger(method_args.encoder, method=method_args.method)
         support, labels = episode.support, episode.support_types  # INTRA: every support set, as CLLMFS trains on
         if episode.protocol == "inter":  # the source's types are not the target's: a K-shot set of the target
-            support, labels = target_support(episode, episode_args.data_dir), episode.query_types
+            (support, split), labels = target_support(episode, episode_args.data_dir), episode.query_types
             extra["target_support"] = [s.id for s in support]
+            extra["target_support_split"] = split
         predictions = tagger.fit(support, labels).predict(episode.query)
     else:
         if method_args.method == "zero_shot":
