@@ -10,8 +10,8 @@ episodes (the same support and query sentences) and the metric, so their numbers
 Training data follows the paper (:mod:`.support_sets`): ``n_support_sets`` seeded support sets per episode (INTRA:
 the baselines get exactly those sentences too), and INTER from one or several ``source_datasets``, tested on the
 target's test set with the target's types and descriptions only. There the zero-shot baseline prompts with the
-target's types, and the prototype baselines get a K-shot support set of the target's training split (more target
-information than CLLMFS gets). ``none_threshold: auto`` holds back ``none_threshold_holdout`` of the support
+target's types, and the prototype baselines get a K-shot support set of the target's training split (its
+validation split where it has none; more target information than CLLMFS gets). ``none_threshold: auto`` holds back ``none_threshold_holdout`` of the support
 sentences from training and chooses the none/entity threshold on them; ``results.json`` and the adapter record it.
 """
 
