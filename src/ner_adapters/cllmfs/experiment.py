@@ -11,8 +11,9 @@ Training data follows the paper (:mod:`.support_sets`): ``n_support_sets`` seede
 the baselines get exactly those sentences too), and INTER from one or several ``source_datasets``, tested on the
 target's test set with the target's types and descriptions only. There the zero-shot baseline prompts with the
 target's types, and the prototype baselines get a K-shot support set of the target's training split (its
-validation split where it has none; more target information than CLLMFS gets). ``none_threshold: auto`` holds back ``none_threshold_holdout`` of the support
-sentences from training and chooses the none/entity threshold on them; ``results.json`` and the adapter record it.
+validation split where it has none; more target information than CLLMFS gets). ``none_threshold: auto`` holds
+back ``none_threshold_holdout`` of the support sentences from training and chooses the none/entity threshold on
+them; ``results.json`` and the adapter record it.
 """
 
 from __future__ import annotations
@@ -202,21 +203,16 @@ def target_support(episode: Episode, data_dir: str | None = None) -> tuple[list,
     from ..episodes import greedy_kshot_sample
 
     name, config = parse_source(episode.query_dataset)
+    needed = (f"the INTER prototype baselines need a {episode.k_shot}-shot support set of the target "
+              f"{episode.query_dataset!r}")
     try:
         splits = resolve_spec(name, config).splits
-    except (KeyError, ValueError, OSError) as err:
-        raise ValueError(f"the INTER prototype baselines need a {episode.k_shot}-shot support set of the target "
-                         f"{episode.query_dataset!r}, which could not be read: {err}") from None
-    split = next((s for s in ("train", "validation") if s in splits), None)
-    if split is None:
-        raise ValueError(f"the INTER prototype baselines need a {episode.k_shot}-shot support set of the target "
-                         f"{episode.query_dataset!r} from its train or validation split; it has only "
-                         f"{', '.join(splits)}")
-    try:
+        split = next((s for s in ("train", "validation") if s in splits), None)
+        if split is None:
+            raise ValueError(f"it has no train or validation split, only {', '.join(splits)}")
         pool = load_sentences(name, config, split=split, data_dir=data_dir)
     except (KeyError, ValueError, OSError) as err:
-        raise ValueError(f"the INTER prototype baselines need a {episode.k_shot}-shot support set of the target "
-                         f"{episode.query_dataset!r}, whose {split} split could not be read: {err}") from None
+        raise ValueError(f"{needed}: {err}") from None
     rng = random.Random(f"{episode.query_dataset}|target-support|seed{episode.seed}")
     return greedy_kshot_sample(pool, episode.query_types, episode.k_shot, rng), split
 
