@@ -183,3 +183,28 @@ def test_resume_from_checkpoint_reaches_the_same_weights(tiny_llm_dir, tokenizer
     assert expected.keys() == found.keys()
     for key in expected:
         assert torch.allclose(expected[key], found[key], atol=1e-6), key
+
+
+def test_trains_a_gemma3_causal_lm_whose_base_model_is_itself(tiny_llm_dir, tokenizer, dataset, tmp_path):
+    """Gemma 3's causal LM names a base model it does not have under transformers 4.57 (so ``base_model`` is the
+    model), where TRL's fused LM head needs the decoder: the trainer bridges it for the step, then restores it."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=5, num_attention_heads=4,
+        num_key_value_heads=1, head_dim=8, max_position_embeddings=1024, sliding_window=16,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config)
+    assert model.base_model is model  # the case this covers
+    trainer = CLLMFSTrainer(model=model, args=CLLMFSConfig(output_dir=str(tmp_path), max_steps=2, cl_weight=0.5,
+                                                           per_device_train_batch_size=2, logging_steps=1, report_to=[],
+                                                           use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0),
+                            train_dataset=dataset, processing_class=tokenizer, peft_config=LoraConfig(**LORA))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 2 and all(entry["ce_loss"] > 0 and entry["cl_loss"] > 0 for entry in logs)
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if n in before)
+    assert model.base_model is model and "base_model_prefix" not in vars(model)  # restored after each step

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from trl import SFTTrainer
 
-from ..internals.trl import compact_fused_lm_head, keep_signature_columns, log_metric
+from ..internals.trl import compact_fused_lm_head, fused_lm_head_backbone, keep_signature_columns, log_metric
 from ..training_logs import use_readable_logs
 from .cllmfs_config import CLLMFSConfig
 from .contrastive import contrastive_loss
@@ -183,7 +183,8 @@ class CLLMFSTrainer(SFTTrainer):
         use_cl = self.args.cl_weight > 0 and pairs is not None
         self._captured, self._capturing = None, use_cl
         try:
-            with compact_fused_lm_head(self.args.compact_lm_head):
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            with compact_fused_lm_head(self.args.compact_lm_head), fused_lm_head_backbone(base):
                 result = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                               num_items_in_batch=num_items_in_batch)
         finally:

@@ -2,6 +2,8 @@
 
 - ``trl.trainer.utils._use_triton(device)``: whether TRL's fused LM head compacts to the labelled positions;
   :func:`compact_fused_lm_head` makes it do so on CPU too.
+- ``trl.trainer.utils.add_fused_lm_head``'s forward runs ``model.base_model`` and reads its ``last_hidden_state``;
+  :func:`fused_lm_head_backbone` gives it the decoder where ``base_model`` is the causal LM itself (Gemma 3).
 - ``SFTTrainer._metrics[mode][name]``: the lists TRL averages into each logging step; :func:`log_metric` adds
   the contrastive run's CE and CL losses to them, so they show up beside TRL's own.
 - ``Trainer._set_signature_columns_if_needed`` / ``_signature_columns``: the dataset columns the Trainer keeps;
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Iterator, Sequence
+
+import torch
 
 #: (module, attribute) pairs this module relies on, for the upgrade test.
 PRIVATE_API = (
@@ -46,6 +50,33 @@ def compact_fused_lm_head(enabled: bool = True) -> Iterator[None]:
         trl_utils._use_triton = original
 
 
+@contextmanager
+def fused_lm_head_backbone(model) -> Iterator[None]:
+    """Let TRL's fused LM head reach the decoder of a causal LM whose ``base_model`` is the model itself.
+
+    TRL 1.16's fused forward calls ``model.base_model`` and reads ``last_hidden_state`` from it. Under
+    transformers 4.57 Gemma 3's causal LM names its base model ``language_model`` (the attribute of the
+    vision-language model) while its decoder is ``model``, so ``base_model`` falls back to the causal LM itself,
+    whose output has logits and no ``last_hidden_state``, and training fails on its first step. While the block runs, the prefix names the
+    decoder (``model.model``); it is restored after, so saving and loading see the class's own value. A no-op for
+    models whose ``base_model`` is already their decoder (Llama, Qwen2, SmolLM2...).
+
+    Args:
+        model: the causal LM (unwrapped: no PEFT or accelerate wrapper).
+    """
+    decoder = getattr(model, "model", None)
+    needed = (getattr(model, "base_model", None) is model and isinstance(decoder, torch.nn.Module)
+              and hasattr(decoder, "layers"))
+    if not needed:
+        yield
+        return
+    model.base_model_prefix = "model"  # an instance attribute over the class's ""
+    try:
+        yield
+    finally:
+        del model.base_model_prefix
+
+
 def log_metric(trainer, mode: str, name: str, value: float) -> None:
     """Add one value to what TRL averages into the next log line of ``mode`` ("train" or "eval")."""
     trainer._metrics[mode][name].append(value)
@@ -56,4 +87,4 @@ def keep_signature_columns(trainer, columns: Sequence[str]) -> None:
     trainer._signature_columns = list(dict.fromkeys([*trainer._signature_columns, *columns]))
 
 
-__all__ = ["PRIVATE_API", "compact_fused_lm_head", "keep_signature_columns", "log_metric"]
+__all__ = ["PRIVATE_API", "compact_fused_lm_head", "fused_lm_head_backbone", "keep_signature_columns", "log_metric"]
