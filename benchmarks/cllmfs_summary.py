@@ -11,7 +11,9 @@ a setting holds one run per method, all on the same episodes (same ids, same ord
 sentences) and, for every method that learns from them (all but zero-shot prompting), the same labelled support
 sentences (the ids in each run's ``episodes.jsonl``), or the script stops and says which run differs. Zero-shot
 prompting reads no support, so its run may come from episodes with other support sets (another ``n_support_sets``)
-as long as its query sentences are the same ones, in the same order (their ids in ``episodes.jsonl``). Each
+as long as its query sentences are the same ones, in the same order (their ids in ``episodes.jsonl``); for the
+same reason an INTER zero-shot run joins every given pair into its target whose queries it scored (one run of
+``wnut17 -> conll2003`` serves ``gum -> conll2003``), and forms its own setting only where none matches. Each
 setting becomes one entry::
 
     {"name": "wnut17_intra", "kind": "intra", "source": "wnut17", "target": "wnut17", "model": "<LLM id>",
@@ -115,8 +117,17 @@ def setting_name(kind: str, source: str, target: str) -> str:
 def build_settings(runs: list[dict], command: str | None = None, name: str | None = None) -> list[dict]:
     """Group runs into settings and check that their methods ran on the same episodes."""
     grouped: dict[tuple, list[dict]] = {}
+    floating = []  # INTER zero-shot prompting reads nothing of its source: it may serve every pair into its target
     for run in runs:
-        grouped.setdefault((run["kind"], run["source"], run["target"]), []).append(run)
+        if run["method"] == "zero_shot" and run["kind"] == "inter":
+            floating.append(run)
+        else:
+            grouped.setdefault((run["kind"], run["source"], run["target"]), []).append(run)
+    for run in floating:
+        homes = [key for key, members in grouped.items()
+                 if key[0] == "inter" and key[2] == run["target"] and any(same_queries(run, m) for m in members)]
+        for key in homes or [(run["kind"], run["source"], run["target"])]:
+            grouped.setdefault(key, []).append(run)
     if (command or name) and len(grouped) != 1:
         raise SummaryError(f"--command/--name name one setting, but the runs form {len(grouped)}: "
                            f"{', '.join(setting_name(*key) for key in grouped)}")

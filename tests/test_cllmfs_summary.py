@@ -165,3 +165,28 @@ def test_zero_shot_prompting_may_come_from_other_support_sets_on_the_same_querie
     assert "ran on other episodes" in capsys.readouterr().err
     unlisted = fake_run(tmp_path, "zs_unlisted", "zero_shot", [0.01, 0.02], ids=one)  # no episodes.jsonl: ids decide
     assert summary.main([*map(str, learners), str(unlisted), "--out", str(out)]) != 0
+
+
+def test_an_inter_zero_shot_run_serves_every_pair_into_its_target_on_the_same_queries(summary, tmp_path, capsys):
+    """Zero-shot prompting reads nothing of an INTER source: a wnut17 -> conll2003 run joins gum -> conll2003 when
+    the query sentences are the same; on other queries it stays a setting of its own."""
+    queries = [["t1", "t2"], ["t3", "t4"]]
+    inter = dict(target="conll2003", protocol="inter")
+    gum_ids = [f"gum-inter-10way5shot-seed{i}-5sets" for i in range(2)]
+    learners = [fake_run(tmp_path, m, m, [0.4, 0.3], source="gum", ids=gum_ids, support=[["g1"], ["g2"]],
+                         queries=queries, **inter) for m in ("cllmfs", "proto")]
+    wnut_ids = [f"wnut17-inter-6way5shot-seed{i}-5sets" for i in range(2)]
+    zero = fake_run(tmp_path, "zs", "zero_shot", [0.1, 0.2], source="wnut17", ids=wnut_ids, support=[["w1"], ["w2"]],
+                    queries=queries, **inter)
+    out = tmp_path / "cllmfs.json"
+    assert summary.main([*map(str, learners), str(zero), "--out", str(out)]) == 0
+    (setting,) = json.loads(out.read_text())["settings"]
+    assert setting["name"] == "gum_to_conll2003_inter" and setting["episodes"] == gum_ids
+    assert setting["f1"] == {"cllmfs": [40.0, 30.0], "proto": [40.0, 30.0], "zero_shot": [10.0, 20.0]}
+    other = fake_run(tmp_path, "zs_other", "zero_shot", [0.1, 0.2], source="wnut17", ids=wnut_ids,
+                     support=[["w1"], ["w2"]], queries=[["t1", "t9"], ["t3", "t4"]], **inter)
+    out.unlink()
+    assert summary.main([*map(str, learners), str(other), "--out", str(out)]) == 0
+    names = {s["name"]: s for s in json.loads(out.read_text())["settings"]}
+    assert set(names) == {"gum_to_conll2003_inter", "wnut17_to_conll2003_inter"}
+    assert "zero_shot" not in names["gum_to_conll2003_inter"]["f1"]
