@@ -165,6 +165,7 @@ def test_decoding_options_are_checked_by_name():
     assert DecodingConfig().none_threshold is None
     assert DecodingConfig(none_threshold="0.25").none_threshold == 0.25  # from the command line
     assert DecodingConfig(none_threshold="auto").none_threshold == "auto"
+    assert DecodingConfig(none_threshold="Split").none_threshold == "split"
     assert DecodingConfig(none_threshold="null").none_threshold is None
     for bad in ("1.5", "sometimes", -0.1):
         with pytest.raises(ValueError, match="none_threshold must be"):
@@ -203,6 +204,41 @@ def test_calibration_picks_the_threshold_that_scores_best_on_held_back_sentences
     assert extractor.stats["none_threshold_f1"] == pytest.approx(1.0)
     assert extractor.predict_sentences(held_back) == [[Span(0, 1, "person")], [Span(0, 1, "person")]]
     assert all("_p_entity" not in e for e in extractor(TEXT))  # the calibration key stays internal
+
+
+def test_split_decides_each_type_by_its_own_split_of_the_batch():
+    """``none_threshold: split``: a type whose p sits below 0.5 everywhere (greedy: never answered) still keeps
+    its high group, and a type above 0.5 everywhere (greedy: always answered) drops its low group."""
+    from ner_adapters.cllmfs.extraction import otsu_cut, split_decisions
+
+    assert otsu_cut([0.1, 0.12, 0.11, 0.9, 0.95]) == pytest.approx((0.12 + 0.9) / 2)
+    assert otsu_cut([0.3, 0.3]) == 0.3  # one group: nothing below the cut
+    with pytest.raises(ValueError):
+        otsu_cut([])
+    rows = []
+    for i in range(40):
+        high = i % 4 == 0  # one sentence in four holds each type
+        rows.append([{"entity_group": "person", "start": 0, "end": 1, "_p_entity": 0.42 if high else 0.36},
+                     {"entity_group": "location", "start": 2, "end": 3, "_p_entity": 0.8 if high else 0.62}])
+    kept = split_decisions(rows)
+    assert [len(row) for row in kept] == [2 if i % 4 == 0 else 0 for i in range(40)]
+    assert all("_p_entity" not in e for row in kept for e in row)
+    assert [len(row) for row in split_decisions(rows[:8])] == [1] * 8  # too few answers per type: 0.5 decides
+
+
+def test_split_runs_one_forced_pass_and_falls_back_to_half_on_few_inputs(extractor, decoding, monkeypatch):
+    from ner_adapters.cllmfs import extraction
+
+    script = {"Person": ["Ali"], "Location": ["Rome"]}
+    p_open = {"Person": 0.7, "Location": 0.2}
+    extractor.make_logits_processors = lambda: [DecisionScript(extractor.tokenizer, script, p_open)]
+    decoding(none_threshold="split")
+    assert extractor.decoding.none_threshold == "split"
+    entities = extractor(TEXT)
+    assert triples(entities) == {("person", 0, 3)} and all("_p_entity" not in e for e in entities)
+    assert extractor.decoding.none_threshold == "split"  # restored after the forced pass
+    monkeypatch.setattr(extraction, "SPLIT_MIN_ANSWERS", 1)  # one p per type: no low group, every answer stays
+    assert triples(extractor(TEXT)) == {("person", 0, 3), ("location", 16, 20)}
 
 
 # --- the substring constraint ----------------------------------------------------------------------------------
