@@ -21,8 +21,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS = REPO_ROOT / "outputs"
 KEPT = REPO_ROOT / "docs" / "results" / "runs"
-# What a run needs to be continued or summarised; everything else (adapters, checkpoints, predictions) is rebuilt.
-PATTERNS = ("config.yaml", "results.json", "episode-*/results.json")
+# What a run needs to be continued or summarised (``command.txt``: the command ``cllmfs_summary.py`` records);
+# everything else (adapters, checkpoints, predictions) is rebuilt.
+PATTERNS = ("config.yaml", "command.txt", "results.json", "episode-*/results.json")
 
 
 def _relative(folder: Path, root: Path) -> Path:

@@ -27,6 +27,7 @@ def write(path: Path, text: str) -> None:
 def test_a_run_is_kept_without_its_weights_and_restored_byte_for_byte(keep, tmp_path):
     run = tmp_path / "outputs" / "cllmfs" / "conll" / "run"
     write(run / "config.yaml", "method: {method: cllmfs}\n")
+    write(run / "command.txt", "accelerate launch recipes/sft_cllmfs.py --output_dir outputs/cllmfs/conll/run\n")
     write(run / "episode-0" / "results.json", '{"episode": "e0"}')
     write(run / "episode-1" / "results.json", '{"episode": "e1"}')
     write(run / "episode-0" / "adapter" / "adapter_model.safetensors", "weights")
@@ -36,7 +37,7 @@ def test_a_run_is_kept_without_its_weights_and_restored_byte_for_byte(keep, tmp_
     keep.main(["save", str(run)])
     kept = tmp_path / "docs" / "results" / "runs" / "cllmfs" / "conll" / "run"
     assert sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file()) == [
-        "config.yaml", "episode-0/results.json", "episode-1/results.json"]
+        "command.txt", "config.yaml", "episode-0/results.json", "episode-1/results.json"]
 
     for path in (run / "config.yaml", run / "episode-1" / "results.json"):
         path.unlink()
