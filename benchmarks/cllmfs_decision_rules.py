@@ -23,7 +23,9 @@ scores decision rules on that one pass, without generating again:
   the test queries, so never a result.
 
 The forced pass is cached as ``decision_rules/episode-<i>.jsonl`` in the run folder; a second call re-scores it.
-Prints one table (micro-F1 in %) and writes ``decision_rules/summary.json``.
+Every rule's answers go through the same overlap resolution as the run's extraction (``resolve_overlaps`` in its
+``config.yaml``, so ``per_type_otsu`` is what the harness's ``split`` scores on the same adapter); the recall
+ceiling keeps every answer. Prints one table (micro-F1 in %) and writes ``decision_rules/summary.json``.
 """
 
 from __future__ import annotations
@@ -77,14 +79,15 @@ def forced_pass(run: Path, index: int, episode, cache: Path) -> tuple[list[list[
     return rows, content_free
 
 
-def score(episode, rows, keep, measure: str = "f1") -> float:
-    from ner_adapters.cllmfs.extraction import _token_spans
+def score(episode, rows, keep, measure: str = "f1", overlaps: str = "none") -> float:
+    """Micro ``measure`` (%) of the answers ``keep`` accepts, overlaps across types resolved as the run did."""
+    from ner_adapters.cllmfs.extraction import _token_spans, finalise_entities
     from ner_adapters.metrics import span_scores
     from ner_adapters.spans import token_char_offsets
 
     predictions = []
     for sentence, row in zip(episode.query, rows):
-        kept = [e for e in row if keep(e)]
+        kept = finalise_entities([e for e in row if keep(e)], overlaps)
         spans = _token_spans(token_char_offsets(sentence.tokens), kept)
         predictions.append(list({(s.type, s.start, s.end): s for s in spans}.values()))  # chunks overlap
     gold = [s.spans for s in episode.query[:len(rows)]]
@@ -96,7 +99,17 @@ def main(argv=None) -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--episodes", type=int, nargs="*", default=None)
     parser.add_argument("--limit", type=int, default=None, help="Only the first N queries (a quick check; not cached).")
+    parser.add_argument("--resolve_overlaps", choices=("score", "none"), default=None,
+                        help="How answers of several types on one span are settled before scoring (default: as "
+                             "the run's config.yaml decoded; the forced pass itself keeps them all).")
     args = parser.parse_args(argv)
+    import functools
+
+    import yaml
+
+    decoding = yaml.safe_load((args.run / "config.yaml").read_text()).get("decoding", {})
+    overlaps = args.resolve_overlaps or decoding.get("resolve_overlaps", "score")
+    rate = functools.partial(score, overlaps=overlaps)
     from ner_adapters.episodes import load_episodes
 
     episodes = load_episodes(args.run / "episodes.jsonl")
@@ -121,21 +134,23 @@ def main(argv=None) -> None:
         cuts = {t: otsu_cut(v) for t, v in by_type.items()}
         split = split_decisions(rows)
         result = {
-            "greedy_0.5": score(episode, rows, lambda e: e["_p_entity"] >= 0.5),
-            "per_type_otsu": score(episode, split, lambda e: True),  # what none_threshold: split keeps
-            "content_free": score(episode, rows, lambda e: e["_p_entity"] > content_free.get(e["entity_group"], 0.5)),
-            "keep_all": score(episode, rows, lambda e: True),
+            "greedy_0.5": rate(episode, rows, lambda e: e["_p_entity"] >= 0.5),
+            "per_type_otsu": rate(episode, split, lambda e: True),  # what none_threshold: split keeps
+            "content_free": rate(episode, rows, lambda e: e["_p_entity"] > content_free.get(e["entity_group"], 0.5)),
+            "keep_all": rate(episode, rows, lambda e: True),
+            # every answer kept, none settled: no none/entity rule can list more of the gold mentions
             "recall_ceiling": score(episode, rows, lambda e: True, measure="recall"),
         }
         grid = [i / 100 for i in range(1, 100)]
-        global_best = max(grid, key=lambda t: score(episode, rows, lambda e: e["_p_entity"] >= t))
-        result["oracle_global"] = score(episode, rows, lambda e: e["_p_entity"] >= global_best)
+        global_best = max(grid, key=lambda t: rate(episode, rows, lambda e: e["_p_entity"] >= t))
+        result["oracle_global"] = rate(episode, rows, lambda e: e["_p_entity"] >= global_best)
         best = {label: global_best for label in by_type}  # per type by coordinate ascent from the global best
         for _ in range(2):
             for label in by_type:
-                best[label] = max(grid, key=lambda t, label=label: score(
+                best[label] = max(grid, key=lambda t, label=label: rate(
                     episode, rows, lambda e: e["_p_entity"] >= (t if e["entity_group"] == label else best[e["entity_group"]])))
-        result["oracle_per_type"] = score(episode, rows, lambda e: e["_p_entity"] >= best[e["entity_group"]])
+        result["oracle_per_type"] = rate(episode, rows, lambda e: e["_p_entity"] >= best[e["entity_group"]])
+        result["resolve_overlaps"] = overlaps
         result["p_quartiles"] = {t: [round(1 / (1 + math.exp(-sorted(v)[int(q * (len(v) - 1))])), 3)
                                      for q in (0.1, 0.5, 0.9)] for t, v in by_type.items()}
         result["otsu_cuts_p"] = {t: round(1 / (1 + math.exp(-c)), 3) for t, c in cuts.items()}

@@ -288,3 +288,15 @@ def test_a_calibrated_threshold_travels_with_the_adapter(extractor, tiny_llm_dir
     assert pipeline("token-classification", adapter=str(folder)).extractor.decoding.none_threshold == 0.25
     explicit = pipeline("token-classification", adapter=str(folder), decoding=DecodingConfig(max_new_tokens=8))
     assert explicit.extractor.decoding.none_threshold is None  # a DecodingConfig given is used as it is
+
+
+def test_finalise_entities_settles_overlaps_as_extraction_does():
+    """The diagnostic re-scores forced passes with this function, so it must be the extractor's own rule."""
+    from ner_adapters.cllmfs.extraction import finalise_entities
+
+    person = {"entity_group": "person", "score": 0.9, "start": 0, "end": 5}
+    org = {"entity_group": "org", "score": 0.4, "start": 0, "end": 11}
+    repeated = dict(person, score=0.2)  # the same answer from an overlapping chunk
+    later = {"entity_group": "org", "score": 0.1, "start": 12, "end": 17}
+    assert finalise_entities([org, person, repeated, later], "score") == [person, later]
+    assert finalise_entities([org, person, repeated, later], "none") == [person, org, later]

@@ -718,23 +718,27 @@ class CLLMFSExtractor:
         return entities
 
     def _finalise(self, entities: list[dict]) -> list[dict]:
-        """Deduplicate (chunks overlap), optionally drop overlapping lower-scored entities, sort by position.
+        return finalise_entities(entities, self.decoding.resolve_overlaps)
 
-        Per-type prompting asks every type on its own, so one span can come back under several types; with
-        ``resolve_overlaps="score"`` the answer the model was surest of wins (see :func:`answer_score`)."""
-        best: dict[tuple[str, int, int], dict] = {}
-        for entity in entities:
-            key = (entity["entity_group"], entity["start"], entity["end"])
-            if key not in best or entity["score"] > best[key]["score"]:
-                best[key] = entity
-        kept = list(best.values())
-        if self.decoding.resolve_overlaps == "score":
-            chosen: list[dict] = []
-            for entity in sorted(kept, key=lambda e: (-e["score"], e["start"])):
-                if all(entity["end"] <= c["start"] or entity["start"] >= c["end"] for c in chosen):
-                    chosen.append(entity)
-            kept = chosen
-        return sorted(kept, key=lambda e: (e["start"], e["end"], e["entity_group"]))
+
+def finalise_entities(entities: Sequence[dict], resolve_overlaps: str = "score") -> list[dict]:
+    """Deduplicate (chunks overlap), optionally drop overlapping lower-scored entities, sort by position.
+
+    Per-type prompting asks every type on its own, so one span can come back under several types; with
+    ``resolve_overlaps="score"`` the answer the model was surest of wins (see :func:`answer_score`)."""
+    best: dict[tuple[str, int, int], dict] = {}
+    for entity in entities:
+        key = (entity["entity_group"], entity["start"], entity["end"])
+        if key not in best or entity["score"] > best[key]["score"]:
+            best[key] = entity
+    kept = list(best.values())
+    if resolve_overlaps == "score":
+        chosen: list[dict] = []
+        for entity in sorted(kept, key=lambda e: (-e["score"], e["start"])):
+            if all(entity["end"] <= c["start"] or entity["start"] >= c["end"] for c in chosen):
+                chosen.append(entity)
+        kept = chosen
+    return sorted(kept, key=lambda e: (e["start"], e["end"], e["entity_group"]))
 
 
 def _token_spans(offsets: Sequence[tuple[int, int]], entities: Sequence[dict]) -> list[Span]:
