@@ -80,7 +80,7 @@ def forced_pass(run: Path, index: int, episode, cache: Path) -> tuple[list[list[
 
 
 def score(episode, rows, keep, measure: str = "f1", overlaps: str = "none") -> float:
-    """Micro ``measure`` (%) of the answers ``keep`` accepts, overlaps across types resolved as the run did."""
+    """Micro ``measure`` (%) of the answers ``keep`` accepts, overlaps across types settled by ``overlaps``."""
     from ner_adapters.cllmfs.extraction import _token_spans, finalise_entities
     from ner_adapters.metrics import span_scores
     from ner_adapters.spans import token_char_offsets
