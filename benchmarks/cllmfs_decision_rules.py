@@ -88,8 +88,7 @@ def score(episode, rows, keep, measure: str = "f1", overlaps: str = "none") -> f
     predictions = []
     for sentence, row in zip(episode.query, rows):
         kept = finalise_entities([e for e in row if keep(e)], overlaps)
-        spans = _token_spans(token_char_offsets(sentence.tokens), kept)
-        predictions.append(list({(s.type, s.start, s.end): s for s in spans}.values()))  # chunks overlap
+        predictions.append(_token_spans(token_char_offsets(sentence.tokens), kept))  # finalise_entities deduplicated
     gold = [s.spans for s in episode.query[:len(rows)]]
     return 100 * getattr(span_scores(gold, predictions, types=list(episode.query_types)).micro, measure)
 
