@@ -69,10 +69,12 @@ def main(argv=None) -> int:
     tagger = PrototypeTagger(args.encoder, method="proto")
     episodes = load_episodes(args.run / "episodes.jsonl")
     table: dict[str, list[float]] = {}
+    scored = []  # the indices of the episodes whose predictions were saved
     for index, episode in enumerate(episodes):
         path = args.run / f"episode-{index}" / "predictions.jsonl"
         if not path.exists():
             continue
+        scored.append(index)
         saved = read_predictions(path)
         query = episode.query
         predicted = [saved[s.id] for s in query]
@@ -86,8 +88,11 @@ def main(argv=None) -> int:
             table.setdefault(name, []).append(100 * scores.micro.f1)
             print(f"episode {index} {name}: micro-F1 {100 * scores.micro.f1:.1f} (P {100 * scores.micro.precision:.1f}, "
                   f"R {100 * scores.micro.recall:.1f}); {span_errors(gold, spans)}", flush=True)
-    print(f"\n| typing | {' | '.join(f'episode {i}' for i in range(len(next(iter(table.values())))))} | mean |")
-    print("|---|" + "---|" * (len(next(iter(table.values()))) + 1))
+    if not scored:
+        print(f"{args.run}: no episode-<i>/predictions.jsonl to re-type", file=sys.stderr)
+        return 1
+    print(f"\n| typing | {' | '.join(f'episode {i}' for i in scored)} | mean |")
+    print("|---|" + "---|" * (len(scored) + 1))
     for name, values in table.items():
         print(f"| {name} | {' | '.join(f'{v:.1f}' for v in values)} | {statistics.mean(values):.1f} |")
     return 0
