@@ -14,6 +14,8 @@ scores decision rules on that one pass, without generating again:
 - ``per_type_otsu``: what ``none_threshold: split`` keeps (``ner_adapters.cllmfs.extraction.split_decisions``):
   per type, the cut that best splits that type's ``log p/(1-p)`` over the queries into two groups (Otsu; no
   labels: it reads only the unlabelled queries being tagged);
+- ``per_type_otsu_le_half``: the same split with every cut capped at ``p`` 0.5, so it only adds answers to
+  ``greedy_0.5``'s (``split_decisions(..., max_threshold=0.5)``);
 - ``content_free``: per type, ``p`` must exceed what the model gives a content-free sentence ("N/A"), the
   contextual calibration of Zhao et al. (2021);
 - ``keep_all``: every forced list kept; its recall (``recall_ceiling``) is the most any none/entity rule can
@@ -135,6 +137,7 @@ def main(argv=None) -> None:
         result = {
             "greedy_0.5": rate(episode, rows, lambda e: e["_p_entity"] >= 0.5),
             "per_type_otsu": rate(episode, split, lambda e: True),  # what none_threshold: split keeps
+            "per_type_otsu_le_half": rate(episode, split_decisions(rows, max_threshold=0.5), lambda e: True),
             "content_free": rate(episode, rows, lambda e: e["_p_entity"] > content_free.get(e["entity_group"], 0.5)),
             "keep_all": rate(episode, rows, lambda e: True),
             # every answer kept, none settled: no none/entity rule can list more of the gold mentions
@@ -164,12 +167,12 @@ def main(argv=None) -> None:
         temporary = out.with_name(out.name + ".tmp")
         temporary.write_text(json.dumps(dict(sorted(kept.items(), key=lambda kv: int(kv[0]))), indent=2) + "\n")
         temporary.replace(out)
-    names = ["greedy_0.5", "per_type_otsu", "content_free", "keep_all", "oracle_global", "oracle_per_type",
+    names = ["greedy_0.5", "per_type_otsu", "per_type_otsu_le_half", "content_free", "keep_all", "oracle_global", "oracle_per_type",
              "recall_ceiling"]
     print("| episode | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for index, result in table.items():
-        print(f"| {index} | " + " | ".join(f"{result[n]:.1f}" for n in names) + " |")
+        print(f"| {index} | " + " | ".join(f"{result[n]:.1f}" if n in result else "-" for n in names) + " |")
 
 
 if __name__ == "__main__":

@@ -226,6 +226,24 @@ def test_split_decides_each_type_by_its_own_split_of_the_batch():
     assert [len(row) for row in split_decisions(rows[:8])] == [1] * 8  # too few answers per type: 0.5 decides
 
 
+def test_split_capped_at_half_only_adds_answers_to_greedy():
+    """``max_threshold=0.5``: a type whose cut lies above 0.5 keeps every answer greedy keeps (p >= 0.5); a type
+    whose cut lies below 0.5 is split as before."""
+    from ner_adapters.cllmfs.extraction import split_decisions
+
+    rows = []
+    for i in range(40):
+        high = i % 4 == 0
+        rows.append([{"entity_group": "person", "start": 0, "end": 1, "_p_entity": 0.42 if high else 0.36},
+                     {"entity_group": "location", "start": 2, "end": 3, "_p_entity": 0.8 if high else 0.62}])
+    kept = split_decisions(rows, max_threshold=0.5)
+    assert [sorted(e["entity_group"] for e in row) for row in kept] == [
+        ["location", "person"] if i % 4 == 0 else ["location"] for i in range(40)]
+    assert [len(row) for row in split_decisions(rows)] != [len(row) for row in kept]  # the cap changed something
+    with pytest.raises(ValueError, match="max_threshold"):
+        split_decisions(rows, max_threshold=1.0)
+
+
 def test_split_runs_one_forced_pass_and_falls_back_to_half_on_few_inputs(extractor, decoding, monkeypatch):
     from ner_adapters.cllmfs import extraction
 

@@ -139,7 +139,8 @@ def otsu_cut(values: Sequence[float]) -> float:
     return cut
 
 
-def split_decisions(rows: list[list[dict]], min_answers: int | None = None) -> list[list[dict]]:
+def split_decisions(rows: list[list[dict]], min_answers: int | None = None,
+                    max_threshold: float | None = None) -> list[list[dict]]:
     """``none_threshold: split``: per type, keep the answers whose ``p`` lies above the split of that type's ``p``.
 
     ``rows`` come from one pass with every entity list forced open, each entity carrying the model's probability
@@ -149,15 +150,20 @@ def split_decisions(rows: list[list[dict]], min_answers: int | None = None) -> l
     for none. The sentences that do hold a type's entities still sit higher than the rest, so the type's own
     split of ``log p/(1-p)`` over the call's inputs (Otsu's cut, no labels) decides instead of 0.5. Transductive:
     it needs many inputs per call (a dataset, a document's sentences); types with fewer than ``min_answers``
-    answers (default :data:`SPLIT_MIN_ANSWERS`) keep 0.5.
+    answers (default :data:`SPLIT_MIN_ANSWERS`) keep 0.5. ``max_threshold`` caps every type's cut at that ``p``
+    (0.5: the split only ever adds answers to what greedy decoding keeps, never drops one of them).
     """
     min_answers = SPLIT_MIN_ANSWERS if min_answers is None else min_answers
+    if max_threshold is not None and not 0.0 < max_threshold < 1.0:
+        raise ValueError(f"max_threshold must lie in (0, 1), got {max_threshold!r}")
+    highest = math.inf if max_threshold is None else _log_odds(max_threshold)
     by_type: dict[str, list[float]] = {}
     for row in rows:
         for entity in row:
             if "_p_entity" in entity:
                 by_type.setdefault(entity["entity_group"], []).append(_log_odds(entity["_p_entity"]))
-    cuts = {label: otsu_cut(values) if len(values) >= min_answers else 0.0 for label, values in by_type.items()}
+    cuts = {label: min(otsu_cut(values) if len(values) >= min_answers else 0.0, highest)
+            for label, values in by_type.items()}
     kept = []
     for row in rows:
         kept.append([{k: v for k, v in e.items() if k != "_p_entity"} for e in row
