@@ -167,12 +167,12 @@ def main(argv=None) -> None:
         temporary = out.with_name(out.name + ".tmp")
         temporary.write_text(json.dumps(dict(sorted(kept.items(), key=lambda kv: int(kv[0]))), indent=2) + "\n")
         temporary.replace(out)
-    names = ["greedy_0.5", "per_type_otsu", "per_type_otsu_le_half", "content_free", "keep_all", "oracle_global", "oracle_per_type",
-             "recall_ceiling"]
+    names = ["greedy_0.5", "per_type_otsu", "per_type_otsu_le_half", "content_free", "keep_all", "oracle_global",
+             "oracle_per_type", "recall_ceiling"]
     print("| episode | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for index, result in table.items():
-        print(f"| {index} | " + " | ".join(f"{result[n]:.1f}" if n in result else "-" for n in names) + " |")
+        print(f"| {index} | " + " | ".join(f"{result[n]:.1f}" for n in names) + " |")
 
 
 if __name__ == "__main__":
