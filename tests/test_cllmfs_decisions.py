@@ -206,6 +206,17 @@ def test_calibration_picks_the_threshold_that_scores_best_on_held_back_sentences
     assert all("_p_entity" not in e for e in extractor(TEXT))  # the calibration key stays internal
 
 
+def _two_type_rows() -> list[list[dict]]:
+    """40 forced-pass rows: one sentence in four holds each type; person's p lies below 0.5 everywhere, location's
+    above it everywhere."""
+    rows = []
+    for i in range(40):
+        high = i % 4 == 0
+        rows.append([{"entity_group": "person", "start": 0, "end": 1, "_p_entity": 0.42 if high else 0.36},
+                     {"entity_group": "location", "start": 2, "end": 3, "_p_entity": 0.8 if high else 0.62}])
+    return rows
+
+
 def test_split_decides_each_type_by_its_own_split_of_the_batch():
     """``none_threshold: split``: a type whose p sits below 0.5 everywhere (greedy: never answered) still keeps
     its high group, and a type above 0.5 everywhere (greedy: always answered) drops its low group."""
@@ -215,11 +226,7 @@ def test_split_decides_each_type_by_its_own_split_of_the_batch():
     assert otsu_cut([0.3, 0.3]) == 0.3  # one group: nothing below the cut
     with pytest.raises(ValueError):
         otsu_cut([])
-    rows = []
-    for i in range(40):
-        high = i % 4 == 0  # one sentence in four holds each type
-        rows.append([{"entity_group": "person", "start": 0, "end": 1, "_p_entity": 0.42 if high else 0.36},
-                     {"entity_group": "location", "start": 2, "end": 3, "_p_entity": 0.8 if high else 0.62}])
+    rows = _two_type_rows()
     kept = split_decisions(rows)
     assert [len(row) for row in kept] == [2 if i % 4 == 0 else 0 for i in range(40)]
     assert all("_p_entity" not in e for row in kept for e in row)
@@ -231,11 +238,7 @@ def test_split_capped_at_half_only_adds_answers_to_greedy():
     whose cut lies below 0.5 is split as before."""
     from ner_adapters.cllmfs.extraction import split_decisions
 
-    rows = []
-    for i in range(40):
-        high = i % 4 == 0
-        rows.append([{"entity_group": "person", "start": 0, "end": 1, "_p_entity": 0.42 if high else 0.36},
-                     {"entity_group": "location", "start": 2, "end": 3, "_p_entity": 0.8 if high else 0.62}])
+    rows = _two_type_rows()
     kept = split_decisions(rows, max_threshold=0.5)
     assert [sorted(e["entity_group"] for e in row) for row in kept] == [
         ["location", "person"] if i % 4 == 0 else ["location"] for i in range(40)]
