@@ -214,6 +214,42 @@ def test_layered_configs_and_baselines_share_the_episodes(recipe, tmp_path, tiny
     assert lora_config["training"]["cl_weight"] == 0.0
 
 
+def test_adapters_from_decodes_the_trained_adapters_again_without_training(recipe, tmp_path, tiny_llm_dir, data_dir):
+    """The same decoding on the reused adapters gives the trained run's spans exactly; a changed training setting,
+    a missing episode or a method without adapters is refused before any model loads."""
+    config = tiny_config(tmp_path, tiny_llm_dir, data_dir, query_size=4)
+    trained = tmp_path / "run"
+    recipe.main(["--config", str(config), "--n_episodes", "2"])
+    again = tmp_path / "again"
+    summary = recipe.main(["--config", str(config), "--n_episodes", "2", "--adapters_from", str(trained),
+                           "--output_dir", str(again)])
+    for index in range(2):
+        def spans(run):
+            return [json.loads(line)["spans"] for line in
+                    (run / f"episode-{index}" / "predictions.jsonl").read_text().splitlines()]
+
+        assert spans(again) == spans(trained)
+        result = json.loads((again / f"episode-{index}" / "results.json").read_text())
+        assert result["adapter_from"] == str(trained / f"episode-{index}" / "adapter")
+        assert "train_seconds" not in result and not (again / f"episode-{index}" / "adapter").exists()
+    assert summary["micro_f1"] == json.loads((trained / "results.json").read_text())["micro_f1"]
+    assert yaml.safe_load((again / "config.yaml").read_text())["method"]["adapters_from"] == str(trained)
+    # Decoding may change (that is the point); training, episodes and the method may not.
+    recipe.main(["--config", str(config), "--n_episodes", "2", "--adapters_from", str(trained), "--output_dir",
+                 str(tmp_path / "split"), "--none_threshold", "split", "--run_episodes", "1"])
+    assert json.loads((tmp_path / "split" / "episode-1" / "results.json").read_text())["episode"]
+    for flags, message in ((["--learning_rate", "0.5"], "training.learning_rate differ"),
+                           (["--n_episodes", "3"], "episode 2 .* has no finished adapter"),
+                           (["--none_threshold", "auto"], "auto holds support sentences back"),
+                           (["--output_dir", str(trained)], "is this run's output_dir")):
+        with pytest.raises(ValueError, match=message):
+            recipe.main(["--config", str(config), "--n_episodes", "2", "--adapters_from", str(trained),
+                         "--output_dir", str(tmp_path / "refused"), *flags])
+    with pytest.raises(ValueError, match="adapters_from reuses trained CLLMFS adapters"):
+        recipe.main(["--config", str(config), "--config", str(RECIPE.parent / "cllmfs" / "baselines_zero_shot.yaml"),
+                     "--adapters_from", str(trained)])
+
+
 def test_unknown_config_key_is_named(recipe, tmp_path, tiny_llm_dir, data_dir):
     path = tiny_config(tmp_path, tiny_llm_dir, data_dir, learning_rat=0.1)
     with pytest.raises(ValueError, match="learning_rat"):

@@ -13,7 +13,9 @@ target's test set with the target's types and descriptions only. There the zero-
 target's types, and the prototype baselines get a K-shot support set of the target's training split (its
 validation split where it has none; more target information than CLLMFS gets). ``none_threshold: auto`` holds
 back ``none_threshold_holdout`` of the support sentences from training and chooses the none/entity threshold on
-them; ``results.json`` and the adapter record it.
+them; ``results.json`` and the adapter record it. ``adapters_from`` decodes again: each episode's adapter is taken
+from an earlier run of the same training and only the decode-time settings (``decoding``, ``span_typing``) change,
+so they are compared on the same adapters without training again.
 """
 
 from __future__ import annotations
@@ -107,7 +109,10 @@ class EpisodeArguments:
 SPAN_TYPING = ("llm", "prototype")
 # Keys added to the recorded config after runs were made, with the value those runs had: a run recorded without
 # them is the same experiment as one with them at these values (its finished episodes are reused).
-_ADDED_KEYS = {"method": {"span_typing": "llm", "typing_encoder": MINILM}}
+_ADDED_KEYS = {"method": {"span_typing": "llm", "typing_encoder": MINILM, "adapters_from": None}}
+# Method settings read only after training: a run that changes just these (and ``decoding``) can reuse the
+# adapters of one that trained (``adapters_from``).
+_DECODE_TIME_METHOD = ("span_typing", "typing_encoder", "adapters_from")
 
 
 @dataclass
@@ -144,6 +149,11 @@ class MethodArguments:
                                          "prototype of typing_encoder; INTRA only: the support must hold the query's types)."}
     )
     typing_encoder: str = field(default=MINILM, metadata={"help": "Encoder of span_typing: prototype."})
+    adapters_from: str | None = field(
+        default=None, metadata={"help": "Decode again without training: each episode's adapter is read from this "
+                                        "earlier CLLMFS run (its episode-<i>/adapter), whose training settings and "
+                                        "episodes must be this run's; only decoding and span_typing may differ."}
+    )
 
     def __post_init__(self):
         if self.span_typing not in SPAN_TYPING:
@@ -155,6 +165,11 @@ class MethodArguments:
             raise ValueError(f"none_threshold_holdout must be in (0, 1), got {self.none_threshold_holdout}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.adapters_from and self.method != "cllmfs":
+            raise ValueError(f"adapters_from reuses trained CLLMFS adapters; method {self.method!r} has none")
+        if self.adapters_from and self.init_adapter:
+            raise ValueError("adapters_from trains nothing, so init_adapter (where training starts) has no use: "
+                             "drop one of them")
         if self.init_adapter and self.method != "cllmfs":
             raise ValueError(f"init_adapter starts CLLMFS training; method {self.method!r} trains no adapter")
         if self.prompt_mode not in ("per_type", "all_types"):
@@ -408,7 +423,14 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         parts, held_back = _hold_back(parts, method_args.none_threshold_holdout, training_args.seed)
     started = time.perf_counter()
     adapter_dir = None
-    if method_args.method == "cllmfs":
+    if method_args.adapters_from:  # decoded again: the adapter an earlier run of this training saved
+        from .extraction import attach_adapter
+
+        model, tokenizer = _load_base(model_args)
+        reused = Path(method_args.adapters_from) / output_dir.name / "adapter"
+        model = attach_adapter(model, str(reused))[0]
+        extra["adapter_from"] = str(reused)
+    elif method_args.method == "cllmfs":
         trainer, tokenizer = train_cllmfs(episode, support_types, method_args, training_args, model_args, output_dir,
                                           parts=parts)
         timings["train_seconds"] = time.perf_counter() - started
@@ -532,6 +554,52 @@ def _same_experiment(config_path: Path, config: dict) -> bool:
     return isinstance(previous, dict) and without_count(previous) == without_count(config)
 
 
+# Training settings that name where a run writes, not what it trains.
+_RUN_PLACE_TRAINING = ("output_dir", "run_name", "logging_dir")
+
+
+def check_adapters_from(source: Path, root: Path, config: dict, episodes: list[Episode], selected: set[int]) -> None:
+    """Refuse ``adapters_from`` unless ``source`` trained exactly what this run would (episodes, method, model and
+    training settings; only decoding and the decode-time method settings differ) and holds the adapter of every
+    episode this run decodes: otherwise the comparison would not be of decodings of the same adapters."""
+    if source.resolve() == root.resolve():
+        raise ValueError(f"adapters_from {source} is this run's output_dir: decode into another folder")
+    path = source / "config.yaml"
+    try:
+        previous = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"adapters_from {source}: cannot read its config.yaml ({err})") from None
+    if not isinstance(previous, dict) or previous.get("method", {}).get("method") != "cllmfs":
+        raise ValueError(f"adapters_from {source}: {path} is not the config of a CLLMFS run")
+
+    def trained(c: dict) -> dict:
+        method = {k: v for k, v in c.get("method", {}).items() if k not in _DECODE_TIME_METHOD}
+        training = {k: v for k, v in c.get("training", {}).items()
+                    if k not in _RUN_ONLY_TRAINING + _RUN_PLACE_TRAINING}
+        # the episodes themselves are compared below by id, wherever they were read from
+        return {"episodes": {k: v for k, v in c.get("episodes", {}).items() if k not in ("n_episodes", "episodes_file")},
+                "method": method, "model": c.get("model", {}), "training": training}
+
+    ours, theirs = trained(config), trained(previous)
+    differing = [f"{section}.{key}" for section in ours for key in sorted(set(ours[section]) | set(theirs[section]))
+                 if ours[section].get(key, "<unset>") != theirs[section].get(key, "<unset>")]
+    if differing:
+        raise ValueError(f"adapters_from {source} trained with other settings than this run's: "
+                         f"{', '.join(differing[:8])}{' ...' if len(differing) > 8 else ''} differ (only decoding, "
+                         f"span_typing and typing_encoder may)")
+    if config["decoding"].get("none_threshold") == "auto":
+        raise ValueError("none_threshold: auto holds support sentences back from training, and adapters_from trains "
+                         "nothing: decode again with a number, 'split' or null")
+    if previous.get("decoding", {}).get("none_threshold") == "auto":
+        raise ValueError(f"adapters_from {source} chose none_threshold: auto, so its adapters were trained without "
+                         "held-back support sentences; a run without auto would have trained on them")
+    for index in sorted(selected):
+        episode_dir = source / f"episode-{index}"
+        if _finished_episode(episode_dir, episodes[index]) is None or not (episode_dir / "adapter").is_dir():
+            raise ValueError(f"adapters_from {source}: episode {index} ({episodes[index].id}) has no finished "
+                             f"adapter in {episode_dir} (run it there first, or choose run_episodes)")
+
+
 def _finished_episode(episode_dir: Path, episode: Episode) -> dict | None:
     """The saved result of ``episode`` when its folder holds one (``results.json`` is written last)."""
     try:
@@ -560,6 +628,9 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
               "decoding": dataclasses.asdict(decoding), "model": dataclasses.asdict(model_args),
               "training": {k: v for k, v in training_args.to_dict().items() if "token" not in k}}
     config = yaml.safe_load(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))  # as it reads back
+    selected = set(range(len(episodes)) if episode_args.run_episodes is None else episode_args.run_episodes)
+    if method_args.adapters_from:  # before any model loads: every adapter it names must be there and fit
+        check_adapters_from(Path(method_args.adapters_from), root, config, episodes, selected)
     reusable = _same_experiment(root / "config.yaml", config)
     if episode_args.run_episodes is not None and not reusable:
         stale = sorted(str(p.parent.name) for p in root.glob("episode-*/results.json"))
@@ -572,7 +643,6 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
         root.mkdir(parents=True, exist_ok=True)
         save_episodes(episodes, root / "episodes.jsonl")
         atomic_write_text(root / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    selected = set(range(len(episodes)) if episode_args.run_episodes is None else episode_args.run_episodes)
     if max(selected) >= len(episodes):
         raise ValueError(f"run_episodes {sorted(selected)} names an episode past the {len(episodes)} of "
                          f"{episode_args.episodes_file or 'this experiment'} (indices start at 0)")
