@@ -629,6 +629,9 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
               "training": {k: v for k, v in training_args.to_dict().items() if "token" not in k}}
     config = yaml.safe_load(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))  # as it reads back
     selected = set(range(len(episodes)) if episode_args.run_episodes is None else episode_args.run_episodes)
+    if max(selected) >= len(episodes):
+        raise ValueError(f"run_episodes {sorted(selected)} names an episode past the {len(episodes)} of "
+                         f"{episode_args.episodes_file or 'this experiment'} (indices start at 0)")
     if method_args.adapters_from:  # before any model loads: every adapter it names must be there and fit
         check_adapters_from(Path(method_args.adapters_from), root, config, episodes, selected)
     reusable = _same_experiment(root / "config.yaml", config)
@@ -643,9 +646,6 @@ def run_experiment(episode_args: EpisodeArguments, method_args: MethodArguments,
         root.mkdir(parents=True, exist_ok=True)
         save_episodes(episodes, root / "episodes.jsonl")
         atomic_write_text(root / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    if max(selected) >= len(episodes):
-        raise ValueError(f"run_episodes {sorted(selected)} names an episode past the {len(episodes)} of "
-                         f"{episode_args.episodes_file or 'this experiment'} (indices start at 0)")
     by_index: dict[int, dict] = {}
     for index, episode in enumerate(episodes):
         # another process's episodes of this experiment count once finished (stale ones were refused above)
