@@ -65,7 +65,8 @@ def forced_pass(run: Path, index: int, episode, cache: Path) -> tuple[list[list[
 
     config = yaml.safe_load((run / "config.yaml").read_text())
     _, query_types = support_type_parts(episode, config["episodes"].get("types_file"))
-    decoding = DecodingConfig(**{k: v for k, v in config["decoding"].items() if k != "none_threshold"})
+    decoding = DecodingConfig(**{k: v for k, v in config["decoding"].items()
+                                 if k not in ("none_threshold", "split_max_threshold")})
     extractor = CLLMFSExtractor.from_pretrained(config["model"]["model_name_or_path"], run / f"episode-{index}" / "adapter",
                                                 entity_types=query_types, prompt_mode=config["method"]["prompt_mode"],
                                                 decoding=dataclasses.replace(decoding, none_threshold=0.0,

@@ -262,6 +262,35 @@ def test_split_runs_one_forced_pass_and_falls_back_to_half_on_few_inputs(extract
     assert triples(extractor(TEXT)) == {("person", 0, 3), ("location", 16, 20)}
 
 
+def test_split_max_threshold_reaches_the_split_and_is_checked(extractor, decoding, monkeypatch):
+    """``split_max_threshold`` is the cap of :func:`split_decisions` (tested above) in the extractor's config, so
+    the harness and the pipeline can decode with the capped split; it means nothing without ``split``."""
+    from ner_adapters.cllmfs import extraction
+
+    seen = []
+    original = extraction.split_decisions
+
+    def recording(rows, min_answers=None, max_threshold=None):
+        seen.append(max_threshold)
+        return original(rows, min_answers, max_threshold)
+
+    monkeypatch.setattr(extraction, "split_decisions", recording)
+    extractor.make_logits_processors = lambda: [DecisionScript(extractor.tokenizer, {"Person": ["Ali"],
+                                                                                     "Location": ["Rome"]},
+                                                               {"Person": 0.7, "Location": 0.2})]
+    decoding(none_threshold="split", split_max_threshold="0.5")  # a string, as from the command line
+    assert extractor.decoding.split_max_threshold == 0.5
+    assert triples(extractor(TEXT)) == {("person", 0, 3)} and seen == [0.5]
+    decoding(none_threshold="split")
+    extractor(TEXT)
+    assert seen == [0.5, None]
+    with pytest.raises(ValueError, match="split_max_threshold caps the cuts of none_threshold: split"):
+        DecodingConfig(split_max_threshold=0.5)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="split_max_threshold must lie in"):
+            DecodingConfig(none_threshold="split", split_max_threshold=bad)
+
+
 # --- the substring constraint ----------------------------------------------------------------------------------
 
 

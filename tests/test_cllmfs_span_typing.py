@@ -65,6 +65,9 @@ def test_runs_recorded_before_the_option_existed_are_the_same_experiment(tmp_pat
     path.write_text(yaml.safe_dump(old))
     assert experiment._same_experiment(path, config)
     assert not experiment._same_experiment(path, {**config, "method": {**config["method"], "span_typing": "prototype"}})
+    # decoding's split_max_threshold came later still: a run recorded without it decoded with none
+    assert experiment._same_experiment(path, {**config, "decoding": {"split_max_threshold": None}})
+    assert not experiment._same_experiment(path, {**config, "decoding": {"split_max_threshold": 0.5}})
 
 
 @pytest.mark.integration

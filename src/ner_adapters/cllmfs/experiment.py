@@ -109,7 +109,8 @@ class EpisodeArguments:
 SPAN_TYPING = ("llm", "prototype")
 # Keys added to the recorded config after runs were made, with the value those runs had: a run recorded without
 # them is the same experiment as one with them at these values (its finished episodes are reused).
-_ADDED_KEYS = {"method": {"span_typing": "llm", "typing_encoder": MINILM, "adapters_from": None}}
+_ADDED_KEYS = {"method": {"span_typing": "llm", "typing_encoder": MINILM, "adapters_from": None},
+               "decoding": {"split_max_threshold": None}}
 # Method settings read only after training: a run that changes just these (and ``decoding``) can reuse the
 # adapters of one that trained (``adapters_from``).
 _DECODE_TIME_METHOD = ("span_typing", "typing_encoder", "adapters_from")

@@ -73,6 +73,11 @@ class DecodingConfig:
                                         "the experiment choose it on held-back support sentences, 'split' chooses one "
                                         "per type from the inputs of each call, without labels (see split_decisions)."}
     )
+    split_max_threshold: float | None = field(
+        default=None, metadata={"help": "With none_threshold: split, the highest cut a type may get: 0.5 keeps every "
+                                        "answer greedy decoding keeps and adds those of types whose split lies below "
+                                        "0.5 (it only adds answers); null lets the split drop answers too."}
+    )
     prefix_cache: bool = field(default=True, metadata={"help": "Encode a batch's shared prompt prefix once."})
     prime_answer: bool = field(
         default=True, metadata={"help": "Put the fixed answer opening in the prompt instead of generating it."}
@@ -95,6 +100,13 @@ class DecodingConfig:
         if self.none_threshold is not None and not self.constrained:
             raise ValueError("none_threshold needs constrained: true (the none/entity choice is read from the answer "
                              "grammar)")
+        if self.split_max_threshold is not None:
+            if self.none_threshold != "split":
+                raise ValueError(f"split_max_threshold caps the cuts of none_threshold: split, but none_threshold is "
+                                 f"{self.none_threshold!r}")
+            self.split_max_threshold = float(self.split_max_threshold)
+            if not 0.0 < self.split_max_threshold < 1.0:
+                raise ValueError(f"split_max_threshold must lie in (0, 1), got {self.split_max_threshold!r}")
 
 
 OVERLAP_MODES = ("score", "none")
@@ -360,14 +372,16 @@ class CLLMFSExtractor:
                 raise TypeError(f"input {i} is a {type(text).__name__}, not a string")
         if self.decoding.none_threshold == "split":  # one pass with every list open, then the decision per type
             configured = self.decoding
-            self.decoding = dataclasses.replace(configured, none_threshold=0.0, resolve_overlaps="none")
+            self.decoding = dataclasses.replace(configured, none_threshold=0.0, split_max_threshold=None,
+                                                resolve_overlaps="none")
             self._call.record = True
             try:
                 forced = self.extract(texts, entity_types, boundaries, show_progress)
             finally:
                 self._call.record = False
                 self.decoding = configured
-            return [self._finalise(row) for row in split_decisions(forced)]
+            kept = split_decisions(forced, max_threshold=self.decoding.split_max_threshold)
+            return [self._finalise(row) for row in kept]
         jobs = self._jobs(texts, types, boundaries)
         self._encode_prompts(jobs)
         self._prefix_caches = {}  # the model may have changed since the last call
@@ -468,7 +482,8 @@ class CLLMFSExtractor:
             raise ValueError("calibrating none_threshold needs at least one labelled sentence")
         configured = self.decoding
         offsets = [token_char_offsets(s.tokens) for s in sentences]
-        self.decoding = dataclasses.replace(configured, none_threshold=0.0, resolve_overlaps="none")
+        self.decoding = dataclasses.replace(configured, none_threshold=0.0, split_max_threshold=None,
+                                            resolve_overlaps="none")
         self._call.record = True
         try:
             forced = self.extract([s.text for s in sentences], boundaries=offsets, show_progress=show_progress)
@@ -484,7 +499,7 @@ class CLLMFSExtractor:
             f1 = span_scores(gold, [_token_spans(o, row) for o, row in zip(offsets, kept)], types=labels).micro.f1
             if f1 > best_f1 + 1e-12 or (abs(f1 - best_f1) <= 1e-12 and abs(t - 0.5) < abs(best - 0.5)):
                 best, best_f1 = t, f1
-        self.decoding = dataclasses.replace(configured, none_threshold=best)
+        self.decoding = dataclasses.replace(configured, none_threshold=best, split_max_threshold=None)
         self.stats["none_threshold_f1"] = best_f1
         return best
 
