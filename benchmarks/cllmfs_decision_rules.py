@@ -20,6 +20,9 @@ scores decision rules on that one pass, without generating again:
   contextual calibration of Zhao et al. (2021);
 - ``keep_all``: every forced list kept; its recall (``recall_ceiling``) is the most any none/entity rule can
   reach with this adapter, since a rule only chooses which of these lists to keep;
+- ``per_type``: for each type, the share of its forced answers greedy keeps, its split's cut and the F1 change
+  from that type's split alone (greedy's 0.5 for the others): where the split gains (a type greedy under-answers,
+  or floods on data that rarely holds it) and where it loses;
 - ``oracle_global`` / ``oracle_per_type``: the thresholds (a grid of 0.01; per type by coordinate ascent from
   the global one) that score best on the queries' own gold labels: about the most a threshold can do, chosen on
   the test queries, so never a result.
@@ -131,7 +134,7 @@ def main(argv=None) -> None:
             for e in row:
                 if "_p_entity" in e:
                     by_type.setdefault(e["entity_group"], []).append(_logit(e["_p_entity"]))
-        from ner_adapters.cllmfs.extraction import otsu_cut, split_decisions
+        from ner_adapters.cllmfs.extraction import SPLIT_MIN_ANSWERS, otsu_cut, split_decisions
 
         cuts = {t: otsu_cut(v) for t, v in by_type.items()}
         split = split_decisions(rows)
@@ -153,6 +156,17 @@ def main(argv=None) -> None:
                 best[label] = max(grid, key=lambda t, label=label: rate(
                     episode, rows, lambda e: e["_p_entity"] >= (t if e["entity_group"] == label else best[e["entity_group"]])))
         result["oracle_per_type"] = rate(episode, rows, lambda e: e["_p_entity"] >= best[e["entity_group"]])
+        # Each type's split applied alone (0.5 for the others): where the split gains or loses, and whether greedy
+        # under-answered (kept few of the type's forced answers) or flooded (kept nearly all) that type.
+        greedy = result["greedy_0.5"]
+        result["per_type"] = {}
+        for label, values in sorted(by_type.items()):
+            cut = cuts[label] if len(values) >= SPLIT_MIN_ANSWERS else 0.0
+            alone = rate(episode, rows, lambda e, label=label, cut=cut: _logit(e["_p_entity"]) >= (
+                cut if e["entity_group"] == label else 0.0))
+            result["per_type"][label] = {"greedy_kept_share": round(sum(v >= 0.0 for v in values) / len(values), 3),
+                                         "split_cut_p": round(1 / (1 + math.exp(-cut)), 3),
+                                         "split_alone_gain": round(alone - greedy, 2)}
         result["resolve_overlaps"] = overlaps
         result["p_quartiles"] = {t: [round(1 / (1 + math.exp(-sorted(v)[int(q * (len(v) - 1))])), 3)
                                      for q in (0.1, 0.5, 0.9)] for t, v in by_type.items()}
