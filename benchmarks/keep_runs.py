@@ -21,9 +21,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS = REPO_ROOT / "outputs"
 KEPT = REPO_ROOT / "docs" / "results" / "runs"
-# What a run needs to be continued or summarised (``command.txt``: the command ``cllmfs_summary.py`` records);
-# everything else (adapters, checkpoints, predictions) is rebuilt.
-PATTERNS = ("config.yaml", "command.txt", "results.json", "episode-*/results.json")
+# What a run needs to be continued or summarised (``command.txt``: the command ``cllmfs_summary.py`` records),
+# and the decision-rules diagnostic's summary behind docs/results.md's tables; everything else (adapters,
+# checkpoints, predictions, the diagnostic's forced passes) is rebuilt.
+PATTERNS = ("config.yaml", "command.txt", "results.json", "episode-*/results.json", "decision_rules/summary.json")
 
 
 def _relative(folder: Path, root: Path) -> Path:
