@@ -286,7 +286,7 @@ def test_split_max_threshold_reaches_the_split_and_is_checked(extractor, decodin
     assert seen == [0.5, None]
     with pytest.raises(ValueError, match="split_max_threshold caps the cuts of none_threshold: split"):
         DecodingConfig(split_max_threshold=0.5)
-    for bad in (0.0, 1.0, 1.5):
+    for bad in (0.0, 1.0, 1.5, "half"):
         with pytest.raises(ValueError, match="split_max_threshold must lie in"):
             DecodingConfig(none_threshold="split", split_max_threshold=bad)
 
