@@ -105,11 +105,12 @@ class DecodingConfig:
                 raise ValueError(f"split_max_threshold caps the cuts of none_threshold: split, but none_threshold is "
                                  f"{self.none_threshold!r}")
             try:
-                self.split_max_threshold = float(self.split_max_threshold)
+                cap = float(self.split_max_threshold)
             except (TypeError, ValueError):
-                raise ValueError(f"split_max_threshold must lie in (0, 1), got {self.split_max_threshold!r}") from None
-            if not 0.0 < self.split_max_threshold < 1.0:
+                cap = math.nan  # not a number: refused below with the field's own message
+            if not 0.0 < cap < 1.0:
                 raise ValueError(f"split_max_threshold must lie in (0, 1), got {self.split_max_threshold!r}")
+            self.split_max_threshold = cap
 
 
 OVERLAP_MODES = ("score", "none")
