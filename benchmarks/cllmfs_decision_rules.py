@@ -28,6 +28,9 @@ scores decision rules on that one pass, without generating again:
   the test queries, so never a result.
 
 The forced pass is cached as ``decision_rules/episode-<i>.jsonl`` in the run folder; a second call re-scores it.
+A run decoded with ``none_threshold: split`` saved that pass as ``episode-<i>/forced_pass.jsonl``: it is read
+from there (only the content-free prompt is answered), so such a run gives greedy, the split and the capped split
+on the same adapter without decoding its queries again.
 Every rule's answers go through the same overlap resolution as the run's extraction (``resolve_overlaps`` in its
 ``config.yaml``, so ``per_type_otsu`` is what the harness's ``split`` scores on the same adapter); the recall
 ceiling keeps every answer. Prints one table (micro-F1 in %) and writes ``decision_rules/summary.json``.
@@ -74,9 +77,18 @@ def forced_pass(run: Path, index: int, episode, cache: Path) -> tuple[list[list[
                                                 entity_types=query_types, prompt_mode=config["method"]["prompt_mode"],
                                                 decoding=dataclasses.replace(decoding, none_threshold=0.0,
                                                                              resolve_overlaps="none"))
-    offsets = [token_char_offsets(s.tokens) for s in episode.query]
     extractor._call.record = True
-    rows = extractor.extract([s.text for s in episode.query], boundaries=offsets, show_progress=True)
+    harness_pass = run / f"episode-{index}" / "forced_pass.jsonl"
+    if harness_pass.exists():  # a `none_threshold: split` run already answered every prompt with its list open
+        lines = [json.loads(line) for line in harness_pass.read_text().splitlines()][:len(episode.query)]
+        ids = [line["id"] for line in lines]
+        if ids != [s.id for s in episode.query]:
+            raise SystemExit(f"{harness_pass}: its sentences are not episode {index}'s queries "
+                             f"(first ids {ids[:3]} vs {[s.id for s in episode.query[:3]]})")
+        rows = [line["entities"] for line in lines]
+    else:
+        offsets = [token_char_offsets(s.tokens) for s in episode.query]
+        rows = extractor.extract([s.text for s in episode.query], boundaries=offsets, show_progress=True)
     free = extractor.extract([CONTENT_FREE])[0]
     extractor._call.record = False
     content_free = {e["entity_group"]: e["_p_entity"] for e in free if "_p_entity" in e}

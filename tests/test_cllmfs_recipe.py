@@ -238,6 +238,23 @@ def test_adapters_from_decodes_the_trained_adapters_again_without_training(recip
     recipe.main(["--config", str(config), "--n_episodes", "2", "--adapters_from", str(trained), "--output_dir",
                  str(tmp_path / "split"), "--none_threshold", "split", "--run_episodes", "1"])
     assert json.loads((tmp_path / "split" / "episode-1" / "results.json").read_text())["episode"]
+    # The split run keeps its forced pass, from which the split gives back the run's own spans (what the
+    # decision-rules diagnostic re-scores); greedy decoding has no forced pass to keep.
+    from ner_adapters.cllmfs.extraction import _token_spans, finalise_entities, split_decisions
+    from ner_adapters.spans import token_char_offsets
+
+    split_dir = tmp_path / "split" / "episode-1"
+    forced = [json.loads(line) for line in (split_dir / "forced_pass.jsonl").read_text().splitlines()]
+    saved = [json.loads(line) for line in (split_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in forced] == [row["id"] for row in saved] and len(saved) == 4
+    assert any(row["entities"] for row in forced)
+    assert all("_p_entity" in e for row in forced for e in row["entities"])
+    resolve = yaml.safe_load((tmp_path / "split" / "config.yaml").read_text())["decoding"]["resolve_overlaps"]
+    kept = split_decisions([row["entities"] for row in forced])
+    assert [[{"type": s.type, "start": s.start, "end": s.end}
+             for s in _token_spans(token_char_offsets(row["tokens"]), finalise_entities(entities, resolve))]
+            for row, entities in zip(saved, kept)] == [row["spans"] for row in saved]
+    assert not (trained / "episode-1" / "forced_pass.jsonl").exists()
     for flags, message in ((["--learning_rate", "0.5"], "training.learning_rate differ"),
                            (["--n_episodes", "3"], "episode 2 .* has no finished adapter"),
                            (["--none_threshold", "auto"], "auto holds support sentences back"),

@@ -402,6 +402,14 @@ def _save_predictions(path: Path, episode: Episode, predictions: list[list[Span]
         for sentence, spans in zip(episode.query, predictions)))
 
 
+def _save_forced_pass(path: Path, episode: Episode, rows: list[list[dict]]) -> None:
+    """``none_threshold: split``'s one pass with every list open, per query sentence: every type's answer with its
+    ``_p_entity``. ``benchmarks/cllmfs_decision_rules.py`` scores greedy, the split and the capped split on it, so
+    the three are compared on the same adapter without decoding the queries again."""
+    atomic_write_text(path, "".join(json.dumps({"id": s.id, "entities": row}, ensure_ascii=False) + "\n"
+                                    for s, row in zip(episode.query, rows)))
+
+
 def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: MethodArguments, decoding: DecodingConfig,
                 training_args: CLLMFSConfig, model_args, output_dir: Path) -> dict | None:
     """Train (if the method trains) and evaluate one episode. Returns its results on the main process."""
@@ -460,6 +468,7 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         return None
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    forced_pass = None  # with none_threshold: split, the extraction's pass with every list open
     if method_args.method in ("proto", "nnshot"):
         from ..baselines import PrototypeTagger
 
@@ -476,6 +485,7 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
         extractor = CLLMFSExtractor(model, tokenizer, query_types, prompt_mode=method_args.prompt_mode,
                                     decoding=decoding, format_hint=method_args.method == "zero_shot")
         predictions = extractor.predict_sentences(episode.query, show_progress=True)
+        forced_pass = extractor.last_forced_pass
         if method_args.span_typing == "prototype":
             predictions = _prototype_typed(episode, query_types, predictions, method_args.typing_encoder)
     timings["predict_seconds"] = time.perf_counter() - started
@@ -483,6 +493,8 @@ def run_episode(episode: Episode, episode_args: EpisodeArguments, method_args: M
     timings.update(_peak_memory())
     scores: NERScores = span_scores([s.spans for s in episode.query], predictions, types=[t.label for t in query_types])
     _save_predictions(output_dir / "predictions.jsonl", episode, predictions)
+    if forced_pass is not None:
+        _save_forced_pass(output_dir / "forced_pass.jsonl", episode, forced_pass)
     result = {"episode": episode.id, "scores": scores.to_dict(), **timings, **extra}
     _write_json(output_dir / "results.json", result)
     if adapter_dir is not None:

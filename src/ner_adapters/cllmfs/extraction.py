@@ -312,6 +312,10 @@ class CLLMFSExtractor:
         self._prefix_caches: dict[tuple[int, ...], object] = {}
         self._group_prefixes: dict[tuple[str, ...], tuple[int, ...]] = {}
         self._call = threading.local()  # per-thread state of the extract() call in progress (answers cut short)
+        #: With ``none_threshold: split``, the latest call's forced pass: per input, every type's answer with its
+        #: ``_p_entity`` (before the split and overlap resolution), so a caller can keep it and score other
+        #: none/entity rules on it without a second pass (the harness writes it as ``forced_pass.jsonl``).
+        self.last_forced_pass: list[list[dict]] | None = None
 
     @classmethod
     def from_pretrained(
@@ -384,6 +388,7 @@ class CLLMFSExtractor:
             finally:
                 self._call.record = False
                 self.decoding = configured
+            self.last_forced_pass = forced
             kept = split_decisions(forced, max_threshold=self.decoding.split_max_threshold)
             return [self._finalise(row) for row in kept]
         jobs = self._jobs(texts, types, boundaries)
