@@ -42,6 +42,7 @@ def test_unknown_yaml_key_raises_naming_key_and_file(tmp_path):
     ("variants: [multibert, chatgpt]\n", r"variants: 'chatgpt' is not one of"),
     ("variants: []\n", r"key 'variants' cannot be an empty list"),
     ("- a\n- b\n", r"top level must be a mapping"),
+    ("router_train_stride: 9\n", r"router_train_stride must be between 1 and group_size \(8\)"),
 ])
 def test_bad_values_name_the_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

@@ -108,8 +108,10 @@ def test_router_alone_trains_no_domain_adapter(tmp_path):
     config = two_uner_genres(tmp_path, "router.yaml",
                              "max_train_sentences: 48\nmax_dev_sentences: 16\nmax_test_sentences: 32\nvariants: [router]\n")
     out = tmp_path / "run"
-    assert recipe_main()([str(config), "--output_dir", str(out)]) == 0
+    # overlapping training groups (one every 2 sentences of 4): 46 here, against 25 disjoint ones
+    assert recipe_main()([str(config), "--output_dir", str(out), "--router_train_stride", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
+    assert results["router"]["train_stride"] == 2 and results["router"]["train_groups"] == 46
     assert [r["name"] for r in results["runs"]] == ["router"] and results["f1"] == {}
     assert results["complete"] is True and "Partial" not in (out / "results.md").read_text()
     assert results["router"]["groups"] >= 16 and 0 <= results["router"]["accuracy"] <= 1

@@ -47,6 +47,15 @@ def test_groups_pack_sentences_of_one_domain(core):
     assert all(len(tokenizer(g.text)["input_ids"]) <= 24 or len(g.sentences) == 1 for g in small)
     assert max(len(g.sentences) for g in small) < 8
     assert [s.id for g in small for s in g.sentences] == [s.id for d in data.values() for s in d]
+    # overlapping training groups: one starts every `stride` sentences; none ends where the one before it ended
+    overlapping = make_groups(data, tokenizer, group_size=8, max_length=512, stride=4)
+    assert [(g.sentences[0].id, len(g.sentences)) for g in overlapping if g.domain == "news"] == \
+        [(data["news"][i].id, n) for i, n in ((0, 8), (4, 8), (8, 8), (12, 8), (16, 8), (20, 8), (24, 6))]
+    assert [len(g.sentences) for g in overlapping if g.domain == "sports"] == [5]
+    assert make_groups(data, tokenizer, group_size=8, max_length=512, stride=8) == groups
+    assert {s.id for g in overlapping for s in g.sentences} == {s.id for d in data.values() for s in d}
+    with pytest.raises(ValueError, match="stride must be a positive"):
+        make_groups(data, tokenizer, stride=0)
     shuffled = make_groups(data, tokenizer, seed=3)
     assert shuffled != groups and sorted(shuffled, key=lambda g: g.sentences[0].id) == \
         sorted(groups, key=lambda g: g.sentences[0].id)

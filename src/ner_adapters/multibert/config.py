@@ -182,6 +182,10 @@ class RouterArguments:
     router_max_length: int = 512
     router_learning_rate: float = 1e-3
     router_epochs: float = 3
+    router_train_stride: int | None = field(
+        default=None, metadata={"help": "a training group starts every this many sentences (overlapping groups: "
+                                        "group_size / stride times the examples from the same text); null: disjoint "
+                                        "groups. Dev and test groups are always disjoint."})
     router_pooling: Literal["cls", "mean"] = field(
         default="mean", metadata={"help": "what the domain classifier reads: the mean of the token states (how the "
                                           "packaged cores were trained as sentence encoders) or [CLS]"})
@@ -192,6 +196,9 @@ class RouterArguments:
     def __post_init__(self) -> None:
         _check_positive(self, "group_size", "router_max_length", "router_learning_rate", "router_epochs")
         _check_choice("router_pooling", self.router_pooling, ("cls", "mean"))
+        if self.router_train_stride is not None and not 0 < self.router_train_stride <= self.group_size:
+            raise ConfigError(f"router_train_stride must be between 1 and group_size ({self.group_size}) sentences, "
+                              f"or null, got {self.router_train_stride}")
         if not 0 <= self.confidence_threshold <= 1:
             raise ConfigError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
 

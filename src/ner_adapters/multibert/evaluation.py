@@ -316,11 +316,13 @@ def _router(result: ExperimentResult, mbert: MultiBertModel, domains: Sequence[D
                      max_length=router_args.router_max_length, threshold=router_args.confidence_threshold,
                      pooling=router_args.router_pooling)
 
-    def groups(split: str, seed: int | None):
+    def groups(split: str, seed: int | None, stride: int | None = None):
         return make_groups({d.name: getattr(d, split) for d in domains}, mbert.tokenizer,
-                           group_size=router_args.group_size, max_length=router_args.router_max_length, seed=seed)
+                           group_size=router_args.group_size, max_length=router_args.router_max_length, seed=seed,
+                           stride=stride)
 
-    train_groups, dev_groups, test_groups = groups("train", training.seed), groups("dev", None), groups("test", None)
+    train_groups = groups("train", training.seed, router_args.router_train_stride)
+    dev_groups, test_groups = groups("dev", None), groups("test", None)
     run = train_router(mbert, train_groups, dev_groups, router_args, training)
     if config.model.eject_prefix:
         mbert.eject_prefix(ROUTER_ADAPTER)
@@ -328,7 +330,7 @@ def _router(result: ExperimentResult, mbert: MultiBertModel, domains: Sequence[D
     accuracy = router_accuracy(mbert, test_groups)
     accuracy.update({"train_groups": len(train_groups), "dev_groups": len(dev_groups),
                      "group_size": router_args.group_size, "max_length": router_args.router_max_length,
-                     "pooling": router_args.router_pooling})
+                     "pooling": router_args.router_pooling, "train_stride": router_args.router_train_stride})
     result.router = accuracy
     log(f"router accuracy on {len(test_groups)} test groups: {accuracy['accuracy']:.3f}")
     result.parameters.append({"variant": "router", "trainable": run.trainable_parameters,

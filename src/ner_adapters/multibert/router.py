@@ -52,23 +52,34 @@ def make_groups(
     group_size: int = 8,
     max_length: int = 512,
     seed: int | None = None,
+    stride: int | None = None,
 ) -> list[Group]:
-    """Pack each domain's sentences into groups (see the module docstring); ``seed`` shuffles the groups."""
+    """Pack each domain's sentences into groups (see the module docstring); ``seed`` shuffles the groups.
+
+    ``stride`` (training only): a group starts every ``stride`` sentences, so groups overlap and a small
+    corpus gives the router ``group_size / stride`` times as many distinct examples of consecutive text; a
+    window that would end where the previous one ends is dropped. ``None`` packs disjoint groups, each starting
+    where the last one stopped.
+    """
+    if stride is not None and not 0 < stride:
+        raise ValueError(f"stride must be a positive number of sentences (or None), got {stride}")
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     groups: list[Group] = []
     for domain, sentences in sentences_by_domain.items():
         sentences = [s for s in sentences if s.tokens]
         lengths = [len(ids) for ids in tokenizer([s.text for s in sentences], add_special_tokens=False)["input_ids"]]
-        current: list[Sentence] = []
-        used = 0
-        for sentence, length in zip(sentences, lengths):
-            if current and (len(current) == group_size or used + length > budget):
-                groups.append(Group(" ".join(s.text for s in current), domain, tuple(current)))
-                current, used = [], 0
-            current.append(sentence)
-            used += length
-        if current:
-            groups.append(Group(" ".join(s.text for s in current), domain, tuple(current)))
+        start, last_end = 0, 0
+        while start < len(sentences):
+            end, used = start, 0
+            while end < len(sentences) and (end == start or (end - start < group_size
+                                                            and used + lengths[end] <= budget)):
+                used += lengths[end]
+                end += 1
+            if end > last_end:
+                window = tuple(sentences[start:end])
+                groups.append(Group(" ".join(s.text for s in window), domain, window))
+                last_end = end
+            start = end if stride is None else start + stride
     if seed is not None:
         random.Random(seed).shuffle(groups)
     return groups
