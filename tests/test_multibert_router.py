@@ -54,6 +54,10 @@ def test_groups_pack_sentences_of_one_domain(core):
     assert [len(g.sentences) for g in overlapping if g.domain == "sports"] == [5]
     assert make_groups(data, tokenizer, group_size=8, max_length=512, stride=8) == groups
     assert {s.id for g in overlapping for s in g.sentences} == {s.id for d in data.values() for s in d}
+    # where the token budget cuts a window short, the next one starts where it stopped: no sentence is skipped
+    small_overlapping = make_groups(data, tokenizer, group_size=8, max_length=24, stride=8)
+    assert {s.id for g in small_overlapping for s in g.sentences} == {s.id for d in data.values() for s in d}
+    assert small_overlapping == small
     with pytest.raises(ValueError, match="stride must be a positive"):
         make_groups(data, tokenizer, stride=0)
     shuffled = make_groups(data, tokenizer, seed=3)

@@ -79,7 +79,7 @@ def make_groups(
                 window = tuple(sentences[start:end])
                 groups.append(Group(" ".join(s.text for s in window), domain, window))
                 last_end = end
-            start = end if stride is None else start + stride
+            start = end if stride is None else min(start + stride, end)  # a short window never skips a sentence
     if seed is not None:
         random.Random(seed).shuffle(groups)
     return groups
