@@ -264,7 +264,8 @@ def test_split_runs_one_forced_pass_and_falls_back_to_half_on_few_inputs(extract
 
 def test_split_max_threshold_reaches_the_split_and_is_checked(extractor, decoding, monkeypatch):
     """``split_max_threshold`` is the cap of :func:`split_decisions` (tested above) in the extractor's config, so
-    the harness and the pipeline can decode with the capped split; it means nothing without ``split``."""
+    the harness and the pipeline can decode with the capped split; it means nothing without ``split``, nor at 1,
+    and both are stored as no cap (so an overlay's cap does not block ``--none_threshold null``)."""
     from ner_adapters.cllmfs import extraction
 
     seen = []
@@ -284,9 +285,14 @@ def test_split_max_threshold_reaches_the_split_and_is_checked(extractor, decodin
     decoding(none_threshold="split")
     extractor(TEXT)
     assert seen == [0.5, None]
-    with pytest.raises(ValueError, match="split_max_threshold caps the cuts of none_threshold: split"):
-        DecodingConfig(split_max_threshold=0.5)
-    for bad in (0.0, 1.0, 1.5, "half"):
+    for none_threshold in (None, 0.3, "auto"):
+        assert DecodingConfig(none_threshold=none_threshold, split_max_threshold=0.5).split_max_threshold is None
+    for no_cap in (1.0, "1", "null", None):
+        assert DecodingConfig(none_threshold="split", split_max_threshold=no_cap).split_max_threshold is None
+    decoding(none_threshold="split", split_max_threshold=1.0)
+    extractor(TEXT)
+    assert seen == [0.5, None, None]
+    for bad in (0.0, 1.5, -0.2, "half", True):
         with pytest.raises(ValueError, match="split_max_threshold must lie in"):
             DecodingConfig(none_threshold="split", split_max_threshold=bad)
 

@@ -44,7 +44,8 @@ def test_default_config_names_the_papers_setting():
 
 
 def test_quality_overlay_parses_on_any_dataset_config():
-    """quality.yaml is an overlay: on a dataset config it swaps the LLM and turns bfloat16 on, nothing else."""
+    """quality.yaml is an overlay: on a dataset config it swaps the LLM, turns bfloat16 on and decides none/entity
+    with the capped split (release 27), nothing else; `--none_threshold null` alone takes it back to greedy."""
     from trl import ModelConfig, TrlParser
 
     from ner_adapters.cllmfs.cllmfs_config import CLLMFSConfig
@@ -52,9 +53,10 @@ def test_quality_overlay_parses_on_any_dataset_config():
     from ner_adapters.cllmfs.extraction import DecodingConfig
     from ner_adapters.yaml_config import parse_recipe_args
 
-    def parse(*configs):
+    def parse(*configs, flags=()):
         parser = TrlParser((EpisodeArguments, MethodArguments, DecodingConfig, CLLMFSConfig, ModelConfig))
-        return parse_recipe_args(parser, [arg for c in configs for arg in ("--config", str(RECIPE.parent / "cllmfs" / c))])
+        return parse_recipe_args(parser, [arg for c in configs for arg in ("--config", str(RECIPE.parent / "cllmfs" / c))]
+                                 + list(flags))
 
     for dataset in ("wnut17_intra_5shot.yaml", "conll2003_intra_5shot.yaml"):
         base, quality = parse(dataset), parse(dataset, "quality.yaml")
@@ -62,6 +64,12 @@ def test_quality_overlay_parses_on_any_dataset_config():
         assert quality[2].compute_dtype == "auto" and base[2].compute_dtype == "float32"
         assert quality[3].bf16 is True
         assert quality[0] == base[0] and quality[1] == base[1]  # same episodes and method
+        assert (base[2].none_threshold, base[2].split_max_threshold) == (None, None)
+        assert (quality[2].none_threshold, quality[2].split_max_threshold) == ("split", 0.5)
+        greedy = parse(dataset, "quality.yaml", flags=["--none_threshold", "null"])[2]
+        assert greedy == base[2].__class__(**{**vars(quality[2]), "none_threshold": None, "split_max_threshold": None})
+        uncapped = parse(dataset, "quality.yaml", flags=["--split_max_threshold", "null"])[2]
+        assert (uncapped.none_threshold, uncapped.split_max_threshold) == ("split", None)
 
 
 def test_recipe_trains_extracts_and_writes_results(recipe, tmp_path, tiny_llm_dir, data_dir):

@@ -76,7 +76,8 @@ class DecodingConfig:
     split_max_threshold: float | None = field(
         default=None, metadata={"help": "With none_threshold: split, the highest cut a type may get: 0.5 keeps every "
                                         "answer greedy decoding keeps and adds those of types whose split lies below "
-                                        "0.5 (it only adds answers); null lets the split drop answers too."}
+                                        "0.5 (it only adds answers); null (or 1) lets the split drop answers too. "
+                                        "Ignored unless none_threshold is 'split'."}
     )
     prefix_cache: bool = field(default=True, metadata={"help": "Encode a batch's shared prompt prefix once."})
     prime_answer: bool = field(
@@ -100,16 +101,23 @@ class DecodingConfig:
         if self.none_threshold is not None and not self.constrained:
             raise ValueError("none_threshold needs constrained: true (the none/entity choice is read from the answer "
                              "grammar)")
+        if isinstance(self.split_max_threshold, str) and self.split_max_threshold.strip().lower() in ("null", "none"):
+            self.split_max_threshold = None
         if self.split_max_threshold is not None:
-            if self.none_threshold != "split":
-                raise ValueError(f"split_max_threshold caps the cuts of none_threshold: split, but none_threshold is "
-                                 f"{self.none_threshold!r}")
             try:
                 cap = float(self.split_max_threshold)
             except (TypeError, ValueError):
                 cap = math.nan  # not a number: refused below with the field's own message
-            if not 0.0 < cap < 1.0:
-                raise ValueError(f"split_max_threshold must lie in (0, 1), got {self.split_max_threshold!r}")
+            if isinstance(self.split_max_threshold, bool) or not 0.0 < cap <= 1.0:
+                raise ValueError(f"split_max_threshold must lie in (0, 1] (1: no cap), got {self.split_max_threshold!r}")
+            # A cap of 1 caps nothing; a cap without `split` has nothing to cap. Both are stored as null, so an
+            # overlay that sets the capped split (recipes/cllmfs/quality.yaml) can be switched back to greedy with
+            # `--none_threshold null` alone, and the run records the same decoding as one that never set the cap.
+            if cap == 1.0 or self.none_threshold != "split":
+                if self.none_threshold != "split":
+                    logger.info("split_max_threshold %s ignored: it caps none_threshold: split, and none_threshold is "
+                                "%r", cap, self.none_threshold)
+                cap = None
             self.split_max_threshold = cap
 
 
