@@ -99,6 +99,9 @@ def merge(old: dict, new: dict) -> dict:
     A router measured with another pooling than the entry's is added to ``router_accuracy_by_pooling`` only:
     ``router_accuracy`` stays the one of the entry's pooling (the run that tagged ``routed``)."""
     skip = {"f1", "command", "router_accuracy_by_pooling", "wall_minutes"}
+    if "multibert" not in new.get("f1", {}) and old.get("trainable_percent") is not None:
+        # without Multi-BERT the run's count is the scratch adapter's (adapter + own head), not a Multi-BERT domain's
+        skip |= {"trainable_percent", "trainable_percent_body"}
     if old.get("router_pooling") and new.get("router_pooling") not in (None, old["router_pooling"]):
         skip |= {"router_accuracy", "router_pooling"}
     merged = {**old, **{k: v for k, v in new.items() if v is not None and k not in skip}}

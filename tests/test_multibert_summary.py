@@ -126,3 +126,21 @@ def test_a_stopped_run_is_summarised_only_when_asked(summary):
         summary.summarize(stopped)
     assert summary.summarize(stopped, partial=True)["f1"]["multibert"] == {"arman": 61.04, "parstwiner": 62.0}
     assert summary.summarize(fake_results(complete=True))["router_accuracy"] == 0.9917
+
+
+def test_a_run_without_multibert_keeps_the_entrys_parameter_count(summary):
+    """A later run of baselines and the scratch adapters only counts the scratch adapter (adapter + own head): it
+    must not replace the Multi-BERT domain's count that the entry's targets are stated at."""
+    entry = summary.summarize(fake_results())
+    scratch_only = summary.summarize(fake_results(
+        f1={"multibert_scratch": {"arman": 0.5, "parstwiner": 0.5}, "general_bert": {"arman": 0.4, "parstwiner": 0.4}},
+        router=None, parameters=[{"variant": "multibert_scratch", "trainable": 450_000, "saved": 450_000}]))
+    assert scratch_only["trainable_percent"] == round(100 * 450_000 / 117_653_760, 4)  # alone, its own count
+    merged = summary.merge(entry, scratch_only)
+    assert (merged["trainable_percent"], merged["trainable_percent_body"]) == (entry["trainable_percent"],
+                                                                                entry["trainable_percent_body"])
+    assert set(merged["f1"]) == {"multibert", "spec_bert", "routed", "multibert_scratch", "general_bert"}
+    assert merged["router_accuracy"] == entry["router_accuracy"]
+    # a run with Multi-BERT does replace it
+    again = summary.summarize(fake_results(parameters=[{"variant": "multibert [fa]", "trainable": 300_000}]))
+    assert summary.merge(merged, again)["trainable_percent"] == round(100 * 300_000 / 117_653_760, 4)
