@@ -314,7 +314,7 @@ def _router(result: ExperimentResult, mbert: MultiBertModel, domains: Sequence[D
     started = time.time()
     mbert.add_router([d.name for d in domains], AdapterSpec.from_arguments(config.model),
                      max_length=router_args.router_max_length, threshold=router_args.confidence_threshold,
-                     pooling=router_args.router_pooling)
+                     pooling=router_args.router_pooling, seed=training.seed)
 
     def groups(split: str, seed: int | None, stride: int | None = None):
         return make_groups({d.name: getattr(d, split) for d in domains}, mbert.tokenizer,

@@ -221,7 +221,7 @@ class MultiBertModel:
         return name
 
     def add_router(self, domains: Sequence[str], spec: AdapterSpec = AdapterSpec(), *, max_length: int = 512,
-                   threshold: float = 0.5, pooling: str = "mean") -> None:
+                   threshold: float = 0.5, pooling: str = "mean", seed: int | None = None) -> None:
         """The domain classifier: its own adapter and classification head over ``domains``.
 
         ``domains`` may be any names, not only domains with an adapter here: a router can be trained on its own
@@ -229,7 +229,10 @@ class MultiBertModel:
         chosen domain's adapter, and :class:`DomainRouter` checks the fallbacks it needs when it is built.
 
         ``pooling``: the head reads the mean of the token states ("mean", see
-        :func:`mean_pooled_classification_head`) or the ``[CLS]`` state ("cls", the library's head)."""
+        :func:`mean_pooled_classification_head`) or the ``[CLS]`` state ("cls", the library's head).
+
+        ``seed``: initialise the router's adapter and head from this seed, in a forked random stream, so the router
+        does not depend on what was trained before it in the process, and what follows is not moved by it."""
         if pooling not in ROUTER_POOLINGS:
             raise MultiBertError(f"router pooling {pooling!r} is not one of {list(ROUTER_POOLINGS)}")
         domains = [check_name("domain", d) for d in domains]
@@ -240,13 +243,16 @@ class MultiBertModel:
         with self._lock:
             if self.router_domains:
                 raise MultiBertError("this model already has a router")
-            self.model.add_adapter(ROUTER_ADAPTER, config=spec.to_config())
-            if pooling == "mean":
-                self.model.add_custom_head(MEAN_POOLED_HEAD, ROUTER_HEAD, num_labels=len(domains),
-                                           id2label=dict(enumerate(domains)))
-            else:
-                self.model.add_classification_head(ROUTER_HEAD, num_labels=len(domains),
-                                                   id2label=dict(enumerate(domains)))
+            with torch.random.fork_rng(devices=[], enabled=seed is not None):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                self.model.add_adapter(ROUTER_ADAPTER, config=spec.to_config())
+                if pooling == "mean":
+                    self.model.add_custom_head(MEAN_POOLED_HEAD, ROUTER_HEAD, num_labels=len(domains),
+                                               id2label=dict(enumerate(domains)))
+                else:
+                    self.model.add_classification_head(ROUTER_HEAD, num_labels=len(domains),
+                                                       id2label=dict(enumerate(domains)))
             self.model.active_head = None
             self.router_pooling = pooling
             self.router_domains = list(domains)
