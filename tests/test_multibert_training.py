@@ -347,3 +347,33 @@ def test_step2_keeps_pretrained_applies_to_step_2_only(core, tmp_path, monkeypat
     asked.clear()
     train_multibert(mbert, data, arguments(tmp_path))
     assert not any(asked.values()) and len(asked) == 6
+
+
+def test_step2_learning_rate_applies_to_step_2_only(core, tmp_path, monkeypatch):
+    asked = {}  # run name -> the learning rate it was given (None: args.learning_rate)
+    monkeypatch.setattr(training_module, "train_adapter", lambda mbert, domain, *a, run_name, learning_rate=None,
+                        **k: asked.update({run_name: learning_rate}))
+    mbert, data = model_with(core, toy=("news", "sports"), holiday=False)
+    train_multibert(mbert, data, arguments(tmp_path, step2_learning_rate=1e-3))
+    assert {name: lr for name, lr in asked.items() if lr is not None} == {"multibert-step2-news": 1e-3,
+                                                                          "multibert-step2-sports": 1e-3}
+    assert len(asked) == 6
+    asked.clear()
+    train_multibert(mbert, data, arguments(tmp_path))
+    assert not any(asked.values()) and len(asked) == 6
+    with pytest.raises(ConfigError, match="step2_learning_rate must be > 0"):
+        arguments(tmp_path, step2_learning_rate=0)
+
+
+def test_step2_learning_rate_reaches_the_trainer(core, tmp_path, monkeypatch):
+    rates = {}
+    original = training_module.trainer_arguments
+
+    def recording(run_dir, args, **kwargs):
+        rates[run_dir.name] = kwargs["learning_rate"]
+        return original(run_dir, args, **kwargs)
+
+    monkeypatch.setattr(training_module, "trainer_arguments", recording)
+    mbert, data = model_with(core, toy=("news", "sports"), holiday=False)
+    train_multibert(mbert, data, arguments(tmp_path, pretrain_mode="shared", step2_learning_rate=1e-3))
+    assert rates == {"multibert-step1-toy": 2e-2, "multibert-step2-news": 1e-3, "multibert-step2-sports": 1e-3}

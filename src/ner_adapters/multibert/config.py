@@ -113,6 +113,10 @@ class MultiBertTrainingArguments:
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 32
     learning_rate: float = field(default=5e-3, metadata={"help": "adapters (and the step-1 head); see the class doc"})
+    step2_learning_rate: Optional[float] = field(
+        default=None, metadata={"help": "step 2 (each domain's adapter on its own data, the head frozen); null: "
+                                        "learning_rate. The adapter starts pre-trained, so a small domain can be "
+                                        "past its best dev F1 after one epoch at the pre-training rate"})
     num_train_epochs: float = field(default=30, metadata={"help": "step 2 / single-step cap (early stopping)"})
     pretrain_epochs: float = field(default=2, metadata={"help": "step 1 epochs ('a couple' in the paper)"})
     head_epochs: Optional[float] = field(
@@ -171,6 +175,9 @@ class MultiBertTrainingArguments:
                 raise ConfigError(f"{name} must be in [0, 1), got {value}")
         if self.head_epochs is not None and not self.head_epochs > 0:
             raise ConfigError(f"head_epochs must be > 0 (or null: pretrain_epochs), got {self.head_epochs}")
+        if self.step2_learning_rate is not None and not self.step2_learning_rate > 0:
+            raise ConfigError(
+                f"step2_learning_rate must be > 0 (or null: learning_rate), got {self.step2_learning_rate}")
 
 
 @dataclass

@@ -454,6 +454,7 @@ def train_multibert(
             results.append(train_adapter(mbert, member, data[member].train, data[member].dev, args,
                                          train_head=False, epochs=args.num_train_epochs,
                                          run_name=f"{prefix}-step2-{member}",
+                                         learning_rate=args.step2_learning_rate,
                                          keep_start_if_better=args.step2_keeps_pretrained))
         if general and args.pretrain_mode == "leave_one_out":
             name = mbert.general[scheme]
