@@ -1,5 +1,7 @@
 """The two training steps on a tiny BERT: what trains when, best-checkpoint restore, baselines, bad labels."""
 
+import logging
+
 import pytest
 import torch
 
@@ -310,9 +312,10 @@ def test_a_trainer_built_after_a_bfloat16_one_gets_its_own_precision(tmp_path, m
 
 @pytest.mark.parametrize("f1_values, kept", [([0.9, 0.1, 0.2], True), ([0.1, 0.5, 0.3], False)],
                          ids=["start-best", "epoch-2-best"])
-def test_a_run_can_keep_the_weights_it_started_from(core, tmp_path, monkeypatch, f1_values, kept):
+def test_a_run_can_keep_the_weights_it_started_from(core, tmp_path, monkeypatch, caplog, f1_values, kept):
     """With keep_start_if_better the starting weights are scored first (an epoch 0): kept and reported when no
-    epoch beats them, else the best epoch as always."""
+    epoch beats them, else the best epoch as always; the run's log line names the score it keeps."""
+    caplog.set_level(logging.INFO, logger=training_module.__name__)
     scripted_f1(monkeypatch, f1_values)
     mbert, data = model_with(core, toy=())
     with mbert.training("holiday", train_head=True):
@@ -324,6 +327,9 @@ def test_a_run_can_keep_the_weights_it_started_from(core, tmp_path, monkeypatch,
     assert result.kept_start is kept and result.summary()["kept_start"] is kept
     assert result.best_dev_metric == max(f1_values)
     assert result.epochs == 2  # both epochs were trained either way
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("keep: best dev")]
+    assert len(summary) == 1 and summary[0].startswith(f"keep: best dev {max(f1_values)} after 2.0 epochs")
+    assert ("(the starting weights, kept)" in summary[0]) is kept
     if kept:
         assert not changed(start, end)
     else:

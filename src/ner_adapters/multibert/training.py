@@ -300,17 +300,23 @@ def resume_point(run_dir: Path, args: MultiBertTrainingArguments) -> str | None:
 
 
 def finish_run(trainer, run_dir: Path, args: MultiBertTrainingArguments, name: str, trained: str, n_train: int,
-            trainable: int, started: float, *, unit: str = "sentences") -> RunResult:
+            trainable: int, started: float, *, unit: str = "sentences",
+            kept_start: dict | None = None) -> RunResult:
+    """The run's summary; ``kept_start``: the dev metrics of the starting weights it restored, if it did."""
     best = best_epoch_metrics(trainer.state, trainer.args.metric_for_best_model)
     result = RunResult(name, trained, n_train, trainable, trainer.state.best_metric, trainer.state.epoch or 0.0,
                        round(time.time() - started, 1), list(trainer.state.log_history),
                        best.get("eval_loss") if best else None, train_unit=unit)
+    if kept_start is not None:
+        result.best_dev_metric = kept_start[_eval_key(trainer.args.metric_for_best_model)]
+        result.best_dev_loss = kept_start.get("eval_loss")
+        result.kept_start = True
     if not args.keep_checkpoints:
         shutil.rmtree(run_dir, ignore_errors=True)
     elif run_dir.is_dir():
         (run_dir / FINISHED).write_text(name + "\n", encoding="utf-8")
-    logger.info("%s: best dev %s after %.1f epochs, %.0f s", name, result.best_dev_metric, result.epochs,
-                result.wall_seconds)
+    logger.info("%s: best dev %s after %.1f epochs%s, %.0f s", name, result.best_dev_metric, result.epochs,
+                " (the starting weights, kept)" if result.kept_start else "", result.wall_seconds)
     return result
 
 
@@ -363,13 +369,8 @@ def train_adapter(
         stop_on_signal.raise_if_received()
         kept = start is not None and _restore_start_if_better(trainer, *start, run_name)
     what = f"adapter {domain}" + (f" + head {scheme}" if train_head else f" (head {scheme} frozen)")
-    result = finish_run(trainer, run_dir, args, run_name, what, len(train), trainable, started)
-    if kept:
-        metrics = start[0]
-        result.best_dev_metric = metrics[_eval_key(trainer.args.metric_for_best_model)]
-        result.best_dev_loss = metrics.get("eval_loss")
-        result.kept_start = True
-    return result
+    return finish_run(trainer, run_dir, args, run_name, what, len(train), trainable, started,
+                      kept_start=start[0] if kept else None)
 
 
 def _score_start(trainer) -> tuple[dict, dict]:
