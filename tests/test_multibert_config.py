@@ -62,7 +62,7 @@ def test_recipe_configs_parse():
     folder = Path(__file__).resolve().parents[1] / "recipes" / "multibert"
     names = sorted(p.name for p in folder.glob("*.yaml"))
     assert {"default.yaml", "parsner_lora.yaml", "parsner_prefix.yaml", "formal_informal.yaml", "gum_genres.yaml",
-            "uner_genres.yaml"} <= set(names)
+            "uner_genres.yaml", "uner_genres_e5.yaml"} <= set(names)
     for name in names:
         config = parse_config([str(folder / name)])
         parse_domain_specs(config.data.domains, config.data.schemes)
