@@ -27,6 +27,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from ner_adapters.atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "results" / "multibert_seeds.json"
 # Settings that name, place or schedule a run rather than change what it learns.
@@ -150,10 +152,7 @@ def update(path: Path, entry: dict) -> None:
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"tables": []}
     tables = [t for t in data.get("tables", []) if (t["name"], t["core"]) != (entry["name"], entry["core"])]
     data["tables"] = sorted([*tables, entry], key=lambda t: (t["name"], t["core"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

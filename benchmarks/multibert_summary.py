@@ -29,6 +29,8 @@ import json
 import sys
 from pathlib import Path
 
+from ner_adapters.atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "results" / "multibert.json"
 TABLES = ("uner_genres", "gum_genres", "formal_informal", "parsner")
@@ -127,10 +129,7 @@ def update(path: Path, entry: dict, *, merge_entry: bool = False) -> dict:
     else:
         tables.append(entry)
     tables.sort(key=lambda t: (TABLES.index(t["name"]) if t["name"] in TABLES else len(TABLES), t["core"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return data
 
 
