@@ -63,7 +63,7 @@ def collect(runs: list[tuple[str, dict]]) -> dict:
     first_path, first = runs[0]
     name, core, data = summary.table_name(first), first["config"]["model"]["core_model"], first["config"]["data"]
     scores: dict[str, dict[int, dict[str, float]]] = {}
-    described = []
+    described, base = [], _settings(first)
     for path, results in runs:
         if results.get("complete") is False:
             raise SeedsError(f"{path}: the run had not finished (complete: false)")
@@ -80,7 +80,7 @@ def collect(runs: list[tuple[str, dict]]) -> dict:
             if seed in scores.setdefault(variant, {}):
                 raise SeedsError(f"{path}: {variant} at seed {seed} is given twice")
             scores[variant][seed] = {d: round(100 * f, 2) for d, f in results["f1"][variant].items()}
-        base, own = _settings(first), _settings(results)
+        own = _settings(results)
         differs = sorted(k for k in set(base) | set(own) if base.get(k) != own.get(k))
         described.append({"results": str(path), "seed": seed, "variants": variants, "command": results.get("command"),
                           "settings_differing_from_first": {k: own.get(k) for k in differs}})
