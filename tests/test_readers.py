@@ -60,6 +60,17 @@ def test_stray_inside_tag_warns_with_file_and_line(tmp_path):
         read_conll(path, mode="strict")
 
 
+def test_a_file_read_again_repeats_no_repair_warning(tmp_path):
+    # Seeded-split sources (ParsNER, Presidio) read their one file once per split: the file's repair warning
+    # is news once, as Python's "default" filter intends, not once per split.
+    path = write(tmp_path, "again.conll", "x\tO\ny\tI-PER\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            read_conll(path)
+    assert [str(w.message).count("again.conll") for w in caught if w.category is TagRepairWarning] == [1]
+
+
 def test_malformed_line_names_file_and_line(tmp_path):
     path = write(tmp_path, "m.conll", "a\tO\nlonely\n")
     with pytest.raises(DataFormatError, match=r"m\.conll:2: expected at least 2 columns"):

@@ -46,6 +46,17 @@ def test_stray_inside_tag_repair_strict_and_drop():
     assert tags_to_spans(tags, mode="drop") == [Span(3, 4, "LOC")]
 
 
+def test_on_repair_collects_positions_instead_of_warning():
+    repaired = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spans = tags_to_spans(["O", "I-PER", "I-PER", "B-LOC", "I-ORG"], on_repair=repaired.append)
+    assert spans == [Span(1, 3, "PER"), Span(3, 4, "LOC"), Span(4, 5, "ORG")]
+    assert repaired == [1, 4]
+    with pytest.raises(TagError):  # strict still raises, whatever the callback
+        tags_to_spans(["O", "I-PER"], mode="strict", on_repair=repaired.append)
+
+
 def test_iob1_is_normalised_to_iob2():
     iob1 = ["I-PER", "I-PER", "B-PER", "O", "I-LOC"]
     assert normalize_tags(iob1, "IOB1") == ["B-PER", "I-PER", "B-PER", "O", "B-LOC"]

@@ -8,7 +8,6 @@ seqeval's default (conlleval) mode.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -173,10 +172,11 @@ def sequence_scores(
     for i, (g, p) in enumerate(zip(gold_tags, predicted_tags)):
         if len(g) != len(p):
             raise ValueError(f"sequence {i}: {len(g)} gold tags but {len(p)} predicted tags")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # repairs are the point of mode="repair", not news
-        gold = [tags_to_spans(t, scheme, mode) for t in gold_tags]
-        pred = [tags_to_spans(t, scheme, mode) for t in predicted_tags]
+    def ignore(position: int) -> None:  # repairs are the point of mode="repair", not news
+        pass
+
+    gold = [tags_to_spans(t, scheme, mode, on_repair=ignore) for t in gold_tags]
+    pred = [tags_to_spans(t, scheme, mode, on_repair=ignore) for t in predicted_tags]
     return span_scores(gold, pred, types)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 from .errors import TagError, TagRepairWarning  # noqa: F401  (re-exported: raised here)
 
 OUTSIDE = "O"
@@ -83,6 +83,7 @@ def tags_to_spans(
     tags: Sequence[str],
     scheme: str = "IOB2",
     mode: Literal["repair", "strict", "drop"] = "repair",
+    on_repair: Callable[[int], None] | None = None,
 ) -> list[Span]:
     """Read entity spans from a tag sequence.
 
@@ -92,6 +93,10 @@ def tags_to_spans(
     - ``"repair"`` reads it as the start of a new entity and warns (seqeval's default, conlleval's rule);
     - ``"strict"`` raises :class:`TagError`;
     - ``"drop"`` ignores it, which is what ``seqeval`` does with ``mode="strict", scheme=IOB2``.
+
+    With ``on_repair``, ``"repair"`` calls it with the tag's position instead of warning: callers that
+    collect or silence repairs need no ``warnings.catch_warnings``, which slows a per-sentence loop and
+    resets Python's once-per-location registry (so a file's one repair warning was shown again on every read).
     """
     scheme = canonical_scheme(scheme)
     spans: list[Span] = []
@@ -128,7 +133,7 @@ def tags_to_spans(
             continue
         # I / E / L: inside or end of an entity.
         if not continues:
-            _invalid(tag, i, mode, scheme)
+            _invalid(tag, i, mode, scheme, on_repair)
             close(i)
             if mode == "drop":
                 continue
@@ -139,11 +144,13 @@ def tags_to_spans(
     return spans
 
 
-def _invalid(tag: str, position: int, mode: str, scheme: str) -> None:
+def _invalid(tag: str, position: int, mode: str, scheme: str, on_repair: Callable[[int], None] | None) -> None:
     message = f"tag {tag!r} at position {position} does not continue an entity of its type ({scheme})"
     if mode == "strict":
         raise TagError(message, position=position)
-    if mode == "repair":
+    if mode == "repair" and on_repair is not None:
+        on_repair(position)
+    elif mode == "repair":
         warnings.warn(message + "; read as the start of a new entity", TagRepairWarning, stacklevel=3)
 
 

@@ -109,17 +109,11 @@ def _read_spans(
     tags: list[str], line_numbers: list[int], path: Path, scheme: str, mode: Mode, repaired: list[int]
 ) -> list[Span]:
     """Spans of one sentence; tag errors name their file line, repaired lines are added to ``repaired``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TagRepairWarning)
-        try:
-            spans = tags_to_spans(tags, scheme, mode)
-        except TagError as err:
-            line = line_numbers[err.position] if err.position is not None else None
-            raise DataFormatError(str(err), path, line) from None
-    for warning in caught:
-        position = re.search(r"at position (\d+)", str(warning.message))
-        repaired.append(line_numbers[int(position.group(1))] if position else line_numbers[0])
-    return spans
+    try:
+        return tags_to_spans(tags, scheme, mode, on_repair=lambda position: repaired.append(line_numbers[position]))
+    except TagError as err:
+        line = line_numbers[err.position] if err.position is not None else None
+        raise DataFormatError(str(err), path, line) from None
 
 
 def _warn_repaired(path: Path, repaired: list[int]) -> None:

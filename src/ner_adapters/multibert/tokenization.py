@@ -19,7 +19,7 @@ import torch
 
 from ..data import DataFormatError, Sentence
 from ..data.readers import tokenize_with_offsets
-from ..spans import OUTSIDE, Span, TagRepairWarning, spans_to_tags, tags_to_spans, token_char_offsets
+from ..spans import OUTSIDE, Span, spans_to_tags, tags_to_spans, token_char_offsets
 
 IGNORE_INDEX = -100
 
@@ -249,9 +249,7 @@ def entities_from_labels(
 ) -> list[TaggedEntity]:
     """Entities from per-word labels (an ``I-`` without its ``B-`` starts an entity, as conlleval reads it)."""
     tags = [labels[i] for i in label_ids]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TagRepairWarning)
-        spans = tags_to_spans(tags, "IOB2", mode="repair")
+    spans = tags_to_spans(tags, "IOB2", mode="repair", on_repair=lambda position: None)
     entities = []
     for span in spans:
         start, end = words.offsets[span.start][0], words.offsets[span.end - 1][1]
