@@ -79,7 +79,7 @@ def collect(runs: list[tuple[str, dict]]) -> dict:
         for variant in variants:
             if seed in scores.setdefault(variant, {}):
                 raise SeedsError(f"{path}: {variant} at seed {seed} is given twice")
-            scores[variant][seed] = {d: round(100 * f, 2) for d, f in results["f1"][variant].items()}
+            scores[variant][seed] = {d: 100 * f for d, f in results["f1"][variant].items()}
         own = _settings(results)
         differs = sorted(k for k in set(base) | set(own) if base.get(k) != own.get(k))
         described.append({"results": str(path), "seed": seed, "variants": variants, "command": results.get("command"),
@@ -90,8 +90,8 @@ def collect(runs: list[tuple[str, dict]]) -> dict:
         f1[variant] = {}
         for domain in domains:
             values = {seed: per[domain] for seed, per in sorted(by_seed.items()) if domain in per}
-            f1[variant][domain] = {"mean": round(statistics.fmean(values.values()), 2),
-                                   "std": round(statistics.stdev(values.values()), 2) if len(values) > 1 else None,
+            f1[variant][domain] = {"mean": statistics.fmean(values.values()),
+                                   "std": statistics.stdev(values.values()) if len(values) > 1 else None,
                                    "per_seed": {str(s): v for s, v in values.items()}}
     comparisons = {}
     for key, other, test in (("multibert_above_general_bert", "general_bert", lambda a, b: a > b),
@@ -147,8 +147,21 @@ def markdown(entry: dict) -> str:
     return "\n".join(lines)
 
 
+def rounded(value):
+    """``value`` with every float rounded to 2 decimals, for the JSON file only: the table and the comparisons
+    use full precision (rounding to 2 and then to 1 decimal printed 76.948 as 77.0)."""
+    if isinstance(value, float):
+        return round(value, 2)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
 def update(path: Path, entry: dict) -> None:
     """Write ``entry`` into the file at ``path``, replacing the entry of its table and core (atomic)."""
+    entry = rounded(entry)
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"tables": []}
     tables = [t for t in data.get("tables", []) if (t["name"], t["core"]) != (entry["name"], entry["core"])]
     data["tables"] = sorted([*tables, entry], key=lambda t: (t["name"], t["core"]))

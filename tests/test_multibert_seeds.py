@@ -33,8 +33,9 @@ def test_means_stds_and_comparisons_per_seed_and_on_means(seeds):
     entry = seeds.collect(runs)
     assert entry["name"] == "parsner" and entry["seeds"] == [1, 42]
     x = entry["f1"]["multibert"]["x"]
-    assert x["mean"] == 53.0 and x["std"] == pytest.approx(4.24, abs=0.01) and x["per_seed"] == {"1": 56.0, "42": 50.0}
-    assert entry["f1"]["spec_bert"]["x"] == {"mean": 53.0, "std": None, "per_seed": {"42": 53.0}}
+    assert x["mean"] == pytest.approx(53.0) and x["std"] == pytest.approx(4.24, abs=0.01)
+    assert x["per_seed"] == pytest.approx({"1": 56.0, "42": 50.0})
+    assert entry["f1"]["spec_bert"]["x"] == {"mean": pytest.approx(53.0), "std": None, "per_seed": pytest.approx({"42": 53.0})}
     above = entry["comparisons"]["multibert_above_general_bert"]
     # seed 42: x 50 < 52, y 70 > 60; seed 1: x 56 > 50, y 72 > 62; means: x 53 > 51, y 71 > 61
     assert above["per_seed"] == {"1": 2, "42": 1} and above["on_means"] == 2 and above["domains"] == 2
@@ -77,3 +78,13 @@ def test_differing_training_settings_are_listed_and_the_file_is_written(seeds, t
     assert seeds.main([str(a), "--out", str(out)]) == 0
     assert len(json.loads(out.read_text())["tables"]) == 1
     assert seeds.main([str(tmp_path / "missing.json")]) == 1
+
+
+def test_the_table_rounds_once_and_the_file_to_two_decimals(seeds, tmp_path, capsys):
+    # 76.948: rounded to 76.95 first, the table printed 77.0
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(run(42, {"multibert": {"x": 0.7694779}})))
+    out = tmp_path / "seeds.json"
+    assert seeds.main([str(a), "--out", str(out)]) == 0
+    assert "| multibert (42) | 76.9 | 76.9 |" in capsys.readouterr().out
+    assert json.loads(out.read_text())["tables"][0]["f1"]["multibert"]["x"]["per_seed"] == {"42": 76.95}
