@@ -145,3 +145,19 @@ def test_every_recipe_convention_config_files_layered_then_the_command_line(tmp_
     overlay.write_text("lora_rr: 8\n")
     with pytest.raises(ConfigError, match=r"overlay\.yaml:1: unknown key 'lora_rr'; did you mean 'lora_r'"):
         parse_config(["--config", str(base), "--config", str(overlay)])
+
+
+def test_parsner_prefix_is_parsner_lora_with_prefixes():
+    """parsner_prefix.yaml says it is parsner_lora.yaml with flat prefixes: the two must not drift apart."""
+    import dataclasses
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "recipes" / "multibert"
+    lora, prefix = (parse_config([str(folder / f"parsner_{kind}.yaml")]) for kind in ("lora", "prefix"))
+    assert prefix.model.adapter_kind == "prefix" and prefix.model.prefix_flat is True
+    allowed = {"model": {"adapter_kind", "prefix_flat", "lora_r", "lora_alpha", "lora_attn_matrices",
+                         "lora_intermediate", "lora_output"},
+               "training": {"learning_rate", "output_dir", "variants"}, "router": {"train_router"}, "data": set()}
+    for section, may_differ in allowed.items():
+        a, b = dataclasses.asdict(getattr(lora, section)), dataclasses.asdict(getattr(prefix, section))
+        assert {k for k in a if a[k] != b[k]} <= may_differ, section

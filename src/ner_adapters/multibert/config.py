@@ -41,7 +41,9 @@ class ModelArguments:
     prefix_bottleneck_size: int = field(
         default=512, metadata={"help": "hidden size of the prefix reparametrization MLP (training only)"}
     )
-    prefix_flat: bool = field(default=False, metadata={"help": "train the prefix directly, without the MLP"})
+    prefix_flat: bool = field(default=False, metadata={
+        "help": "train the prefix directly, without the MLP (measured: through the MLP nothing was learned at "
+                "5e-3 or 5e-4 on Persian; flat at 2e-2 learns as fast as LoRA at 5e-3)"})
     eject_prefix: bool = field(
         default=True, metadata={"help": "after training, keep only the prefix itself (drops the MLP)"}
     )
