@@ -1,20 +1,17 @@
 """benchmarks/adapter_lr_probe.py: one row per adapter kind and rate, each from a fresh adapter and head."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
+from hub_tiny import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("adapter_lr_probe", REPO / "benchmarks" / "adapter_lr_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "benchmarks" / "adapter_lr_probe.py", "adapter_lr_probe")
 
 
 def test_every_kind_gets_a_row_of_finite_losses(probe, core, capsys):

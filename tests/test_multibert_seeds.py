@@ -1,20 +1,17 @@
 """benchmarks/multibert_seeds.py: a table averaged over seeds, and the tagging comparisons counted per seed."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from hub_tiny import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def seeds():
-    spec = importlib.util.spec_from_file_location("multibert_seeds", REPO / "benchmarks" / "multibert_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "benchmarks" / "multibert_seeds.py", "multibert_seeds")
 
 
 def run(seed, f1, *, head_epochs=8, max_train=300, core="intfloat/multilingual-e5-small"):

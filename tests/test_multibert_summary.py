@@ -1,20 +1,17 @@
 """benchmarks/multibert_summary.py: a run's results.json becomes its table's entry in docs/results/multibert.json."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from hub_tiny import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def summary():
-    spec = importlib.util.spec_from_file_location("multibert_summary", REPO / "benchmarks" / "multibert_summary.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "benchmarks" / "multibert_summary.py", "multibert_summary")
 
 
 def fake_results(domains=("arman:fold1=arman", "parstwiner"), core="intfloat/multilingual-e5-small", f1=None,
