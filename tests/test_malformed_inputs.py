@@ -307,3 +307,21 @@ def test_one_loader_for_every_recipe(cllmfs_recipe, trl_parser, tmp_path, monkey
         parse_recipe_args(trl_parser, ["--config", str(base), "--config", str(bad), "--config", str(overlay)])
     with pytest.raises(ConfigFileError, match=r"argument --k_shot.*: invalid int value: 'x'"):  # the command line: no exit
         parse_recipe_args(trl_parser, ["--config", str(base), "--k_shot", "x"])
+
+
+def test_hub_style_repairs_warn_once_naming_their_rows():
+    import warnings
+
+    from datasets import Dataset
+
+    from ner_adapters.spans import TagRepairWarning
+
+    stray = Dataset.from_dict({"tokens": [["a", "b"], ["c"], ["d", "e"]],
+                               "ner_tags": [["O", "I-PER"], ["O"], ["I-LOC", "I-PER"]]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = from_token_classification(stray)
+    repairs = [str(w.message) for w in caught if w.category is TagRepairWarning]
+    assert repairs == ["field 'ner_tags': 3 I- tag(s) with no entity of their type before them were read as entity "
+                       "starts (rows 0, 2)"]
+    assert [s["type"] for s in rows[2]["spans"]] == ["LOC", "PER"]

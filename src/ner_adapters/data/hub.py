@@ -7,11 +7,12 @@ trainer and metric takes either.
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 
-from ..spans import split_tag, tags_to_spans
+from ..spans import TagRepairWarning, split_tag, tags_to_spans
 from .schema import DataFormatError, Sentence, sentences_to_dataset
 
 
@@ -35,6 +36,7 @@ def from_token_classification(
         label_list = inner.names
     types: list[str] = []
     sentences = []
+    repaired: list[int] = []  # row of each I- tag read as an entity start: one warning for all of them
     for index, row in enumerate(dataset):
         tags, tokens = row[tags_column], row[tokens_column]
         if not isinstance(tags, (list, tuple)) or not isinstance(tokens, (list, tuple)):
@@ -51,7 +53,7 @@ def from_token_classification(
                                       f"{len(label_list)} label names {list(label_list)}")
             tags = [label_list[t] for t in tags]
         try:
-            spans = tags_to_spans(tags, scheme)
+            spans = tags_to_spans(tags, scheme, on_repair=lambda position, row=index: repaired.append(row))
         except ValueError as err:
             raise DataFormatError(f"row {index}, field {tags_column!r}: {err}") from None
         types += [s.type for s in spans if s.type not in types]
@@ -64,6 +66,11 @@ def from_token_classification(
                 document_id=row.get(document_column) if document_column else None,
             )
         )
+    if repaired:
+        rows = sorted(set(repaired))
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        warnings.warn(f"field {tags_column!r}: {len(repaired)} I- tag(s) with no entity of their type before them "
+                      f"were read as entity starts (rows {shown})", TagRepairWarning, stacklevel=2)
     if label_list is not None:  # keep the source's type order, including types absent from this split
         ordered = []
         for label in label_list:
